@@ -1,0 +1,153 @@
+"""A content-addressed blob store on any fsspec filesystem.
+
+Objects are named by their BLAKE3 digest (``b3:<hex>``) and laid out as
+``<root>/objects/<2 hex>/<rest>``. A blob becomes visible only complete:
+on a local folder it is written to a temporary name and renamed into place
+(atomic on POSIX); on an object store it is one PUT of a finished local file
+(object stores never expose a partial object). So no reader ever sees a
+partial blob, and a crash mid-write leaves at most an unreferenced temp file.
+Reads and writes stream in fixed-size chunks: a large artifact is never
+loaded into memory whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import blake3
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from mlplane.errors import InvalidInput, NotFound, TamperedArtifact, Unavailable
+
+CHUNK = 1024 * 1024
+PREFIX = "b3:"
+
+
+def _hex(digest: str) -> str:
+    if not digest.startswith(PREFIX) or len(digest) != len(PREFIX) + 64:
+        raise InvalidInput(f"not a blob digest: {digest!r} (expected 'b3:' and 64 hex digits)")
+    hexpart = digest[len(PREFIX) :]
+    try:
+        int(hexpart, 16)
+    except ValueError:
+        raise InvalidInput(f"not a blob digest: {digest!r}") from None
+    return hexpart
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Digest and size of a local file, streamed."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK * 8):
+            hasher.update(chunk)
+            size += len(chunk)
+    return PREFIX + hasher.hexdigest(), size
+
+
+class BlobStore:
+    """Content-addressed blobs under an fsspec URL (``file://…``, ``s3://bucket/prefix``…)."""
+
+    def __init__(self, url: str, **storage_options: object) -> None:
+        self.url = url.rstrip("/")
+        self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
+        self.root = root.rstrip("/")
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self._ensured: set[str] = set()
+        if self.is_local:
+            Path(self.root, "objects").mkdir(parents=True, exist_ok=True)
+            Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
+
+    def _key(self, digest: str) -> str:
+        h = _hex(digest)
+        return f"{self.root}/objects/{h[:2]}/{h[2:]}"
+
+    def exists(self, digest: str) -> bool:
+        try:
+            return bool(self.fs.exists(self._key(digest)))
+        except OSError as exc:
+            raise Unavailable(f"blob store {self.url} unreachable: {exc}") from exc
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store a local file; returns ``(digest, size)``. Storing twice is free."""
+        digest, size = hash_file(path)
+        if self.exists(digest):
+            return digest, size
+        key = self._key(digest)
+        try:
+            if self.is_local:
+                tmp = Path(self.root, "tmp", uuid.uuid4().hex)
+                shutil.copyfile(path, tmp)
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                Path(key).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, key)
+            else:
+                self.fs.put_file(str(path), key)
+        except OSError as exc:
+            raise Unavailable(f"could not write to blob store {self.url}: {exc}") from exc
+        return digest, size
+
+    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store a stream of bytes, spooled to a local temp file while hashing."""
+        spool_dir = Path(self.root, "tmp") if self.is_local else None
+        fd, tmp_name = tempfile.mkstemp(dir=spool_dir, prefix="spool-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+            return self.put_file(tmp_name)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        return self.put_stream([data])
+
+    def open(self, digest: str) -> BinaryIO:
+        """Open a blob for streaming reads."""
+        try:
+            return self.fs.open(self._key(digest), "rb")  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store {self.url}") from None
+        except OSError as exc:
+            raise Unavailable(f"blob store {self.url} unreachable: {exc}") from exc
+
+    def iter_chunks(self, digest: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        with self.open(digest) as fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str], *, verify: bool = True) -> None:
+        """Write a blob to ``dest`` atomically, checking its digest on the way."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        hasher = blake3.blake3()
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in self.iter_chunks(digest):
+                    hasher.update(chunk)
+                    out.write(chunk)
+            if verify and PREFIX + hasher.hexdigest() != digest:
+                raise TamperedArtifact(
+                    f"blob {digest} does not match its content: the store was modified"
+                )
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read_bytes(self, digest: str) -> bytes:
+        return b"".join(self.iter_chunks(digest))
+
+    def delete(self, digest: str) -> None:
+        try:
+            self.fs.rm_file(self._key(digest))
+        except FileNotFoundError:
+            pass

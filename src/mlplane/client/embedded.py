@@ -1,0 +1,135 @@
+"""The in-process transport: calls the services directly, as the local admin."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+from mlplane.client.transport import Transport
+from mlplane.config import Settings
+from mlplane.security import Principal, local_admin
+from mlplane.services import Services
+from mlplane.tracking.entities import (
+    ArtifactInfo,
+    Experiment,
+    ExperimentPage,
+    Metric,
+    Run,
+    RunInfo,
+    RunInput,
+    RunPage,
+    ViewType,
+)
+
+
+class EmbeddedTransport(Transport):
+    """Direct service calls on this machine's store (SQLite or PostgreSQL + blobs)."""
+
+    def __init__(self, settings: Settings, principal: Principal | None = None) -> None:
+        self.services = Services.from_settings(settings)
+        self.principal = principal or local_admin()
+        self._t = self.services.tracking
+        self._reap_every = max(1.0, settings.heartbeat_timeout_s / 4)
+        self._last_reap = 0.0
+        self._reap_lock = threading.Lock()
+        self._maybe_reap()
+
+    def _maybe_reap(self) -> None:
+        # No server runs the reaper in embedded mode: readers do it, throttled.
+        now = time.monotonic()
+        if now - self._last_reap < self._reap_every or not self._reap_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_reap = now
+            self._t.reap_stale_runs(self.services.settings.heartbeat_timeout_s)
+        finally:
+            self._reap_lock.release()
+
+    def create_experiment(self, name, *, project, artifact_location, tags, description):  # type: ignore[no-untyped-def]
+        return self._t.create_experiment(
+            self.principal, name, project=project, artifact_location=artifact_location,
+            tags=tags, description=description,
+        )
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self._t.get_experiment(self.principal, experiment_id)
+
+    def get_experiment_by_name(self, name: str, *, project: str) -> Experiment:
+        return self._t.get_experiment_by_name(self.principal, name, project=project)
+
+    def search_experiments(self, *, view_type, name_like, project, max_results, page_token) -> ExperimentPage:  # type: ignore[no-untyped-def]
+        return self._t.search_experiments(
+            self.principal, view_type=ViewType(view_type), name_like=name_like, project=project,
+            max_results=max_results, page_token=page_token,
+        )
+
+    def update_experiment(self, experiment_id: str, *, name: str | None, description: str | None) -> None:
+        self._t.update_experiment(self.principal, experiment_id, name=name, description=description)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        self._t.set_experiment_tag(self.principal, experiment_id, key, value)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._t.delete_experiment(self.principal, experiment_id)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._t.restore_experiment(self.principal, experiment_id)
+
+    def create_run(self, experiment_id, *, run_name, start_time, tags, parent_run_id, heartbeat) -> Run:  # type: ignore[no-untyped-def]
+        return self._t.create_run(
+            self.principal, experiment_id, run_name=run_name, start_time=start_time, tags=tags,
+            parent_run_id=parent_run_id, heartbeat=heartbeat,
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        self._maybe_reap()
+        return self._t.get_run(self.principal, run_id)
+
+    def update_run(self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None) -> RunInfo:
+        return self._t.update_run(self.principal, run_id, status=status, end_time=end_time, run_name=run_name)
+
+    def delete_run(self, run_id: str) -> None:
+        self._t.delete_run(self.principal, run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        self._t.restore_run(self.principal, run_id)
+
+    def purge_run(self, run_id: str) -> None:
+        self._t.purge_run(self.principal, run_id)
+
+    def log_batch(self, run_id: str, *, metrics: Sequence[Metric], params: Mapping[str, object] | None,
+                  tags: Mapping[str, object] | None) -> None:
+        self._t.log_batch(self.principal, run_id, metrics=metrics, params=params, tags=tags)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._t.delete_tag(self.principal, run_id, key)
+
+    def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
+        self._t.log_inputs(self.principal, run_id, inputs)
+
+    def get_metric_histories(self, run_id: str, keys: Sequence[str] | None) -> dict[str, list[Metric]]:
+        return self._t.get_metric_histories(self.principal, run_id, keys)
+
+    def search_runs(self, experiment_ids, *, filter_string, view_type, max_results, order_by, page_token) -> RunPage:  # type: ignore[no-untyped-def]
+        self._maybe_reap()
+        return self._t.search_runs(
+            self.principal, experiment_ids, filter_string=filter_string, view_type=ViewType(view_type),
+            max_results=max_results, order_by=order_by, page_token=page_token,
+        )
+
+    def heartbeat(self, run_ids: Sequence[str]) -> None:
+        self._t.heartbeat(self.principal, run_ids)
+
+    def log_artifact(self, run_id: str, path: str, local_file: str | os.PathLike[str]) -> ArtifactInfo:
+        return self._t.log_artifact(self.principal, run_id, path, local_file)
+
+    def list_artifacts(self, run_id: str, path: str | None, *, recursive: bool) -> list[ArtifactInfo]:
+        return self._t.list_artifacts(self.principal, run_id, path, recursive=recursive)
+
+    def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
+        return self._t.iter_artifact(self.principal, run_id, path)
+
+    def close(self) -> None:
+        self.services.close()

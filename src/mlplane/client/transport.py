@@ -1,0 +1,115 @@
+"""The seam between the SDK and where calls go: in-process or over HTTP.
+
+Both transports implement this one interface, so :class:`mlplane.Client`
+(and the conformance suite) cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+from mlplane.tracking.entities import (
+    ArtifactInfo,
+    Experiment,
+    ExperimentPage,
+    Metric,
+    Run,
+    RunInfo,
+    RunInput,
+    RunPage,
+)
+
+
+class Transport(abc.ABC):
+    """Every tracking call the SDK can make. See :class:`TrackingService` for semantics."""
+
+    @abc.abstractmethod
+    def create_experiment(
+        self, name: str, *, project: str, artifact_location: str | None,
+        tags: Mapping[str, str] | None, description: str,
+    ) -> str: ...
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+
+    @abc.abstractmethod
+    def get_experiment_by_name(self, name: str, *, project: str) -> Experiment: ...
+
+    @abc.abstractmethod
+    def search_experiments(
+        self, *, view_type: str, name_like: str | None, project: str | None,
+        max_results: int, page_token: str | None,
+    ) -> ExperimentPage: ...
+
+    @abc.abstractmethod
+    def update_experiment(self, experiment_id: str, *, name: str | None, description: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_experiment(self, experiment_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def restore_experiment(self, experiment_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def create_run(
+        self, experiment_id: str, *, run_name: str | None, start_time: int | None,
+        tags: Mapping[str, str] | None, parent_run_id: str | None, heartbeat: bool,
+    ) -> Run: ...
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abc.abstractmethod
+    def update_run(
+        self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo: ...
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def restore_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def purge_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def log_batch(
+        self, run_id: str, *, metrics: Sequence[Metric], params: Mapping[str, object] | None,
+        tags: Mapping[str, object] | None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None: ...
+
+    @abc.abstractmethod
+    def get_metric_histories(self, run_id: str, keys: Sequence[str] | None) -> dict[str, list[Metric]]: ...
+
+    @abc.abstractmethod
+    def search_runs(
+        self, experiment_ids: Sequence[str], *, filter_string: str | None, view_type: str,
+        max_results: int, order_by: Sequence[str] | None, page_token: str | None,
+    ) -> RunPage: ...
+
+    @abc.abstractmethod
+    def heartbeat(self, run_ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    def log_artifact(self, run_id: str, path: str, local_file: str | os.PathLike[str]) -> ArtifactInfo: ...
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str, path: str | None, *, recursive: bool) -> list[ArtifactInfo]: ...
+
+    @abc.abstractmethod
+    def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

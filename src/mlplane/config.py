@@ -1,0 +1,112 @@
+"""Settings: read from the environment (``MLPLANE_*``) and ``mlplane.toml`` in one place.
+
+Precedence, highest first: keyword overrides passed to :func:`load_settings`,
+environment variables, ``mlplane.toml`` (``$MLPLANE_CONFIG``, else
+``./mlplane.toml``, else ``$MLPLANE_HOME/mlplane.toml``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("MLPLANE_HOME") or Path.home() / ".mlplane")
+
+
+def _toml_path() -> Path | None:
+    explicit = os.environ.get("MLPLANE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path.cwd() / "mlplane.toml", _default_home() / "mlplane.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    """Every knob of mlplane, typed. Build one with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="MLPLANE_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=_default_home)
+    uri: str | None = None
+    """Where the SDK sends calls: a path, ``sqlite:///…`` or ``postgresql://…``
+    (embedded), or ``http(s)://…`` (remote server). Default: embedded on ``home``."""
+    db_url: str | None = None
+    artifacts_url: str | None = None
+    token: SecretStr | None = None
+    ca_bundle: Path | None = None
+
+    heartbeat_interval_s: float = Field(default=15.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=180.0, gt=0)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    flush_max_points: int = Field(default=20_000, gt=0)
+    buffer_max_points: int = Field(default=2_000_000, gt=0)
+    retry_max_s: float = Field(default=60.0, ge=0)
+    http_timeout_s: float = Field(default=60.0, gt=0)
+
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_batch_points: int = Field(default=200_000, gt=0)
+    auto_upgrade: bool = False
+
+    log_system_metrics: bool = False
+    system_metrics_interval_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _toml_path()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @property
+    def resolved_db_url(self) -> str:
+        """The metadata database URL, defaulting to SQLite under ``home``."""
+        if self.db_url:
+            return self.db_url
+        if self.uri and self.uri.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            return self.uri
+        return f"sqlite:///{self.home / 'mlplane.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """The blob store URL, defaulting to a folder under ``home``."""
+        return self.artifacts_url or (self.home / "blobs").as_uri()
+
+    @property
+    def is_remote(self) -> bool:
+        """True when the SDK talks to a server over HTTP."""
+        return bool(self.uri and self.uri.startswith(("http://", "https://")))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``mlplane.toml``; keywords win."""
+    settings = Settings(**overrides)
+    if settings.uri and not settings.is_remote and "://" not in settings.uri:
+        # A bare path as MLPLANE_URI means "embedded, home here".
+        settings = settings.model_copy(update={"home": Path(settings.uri).expanduser(), "uri": None})
+    return settings

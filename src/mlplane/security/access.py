@@ -1,0 +1,126 @@
+"""The one place where permissions are checked and audit events are written.
+
+Services call :meth:`Guard.require` before they read or change state and
+:meth:`Guard.audit` in the same transaction as the change, so the SDK in
+embedded mode, the CLI and every HTTP route are held to the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mlplane.db.engine import Database, now_ms
+from mlplane.errors import PermissionDenied
+from mlplane.security.principal import Principal
+from mlplane.security.tables import AuditEventRow
+
+
+class Permission(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    APPROVE = "approve"
+    ADMIN = "admin"
+
+
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "viewer": frozenset({Permission.READ}),
+    "contributor": frozenset({Permission.READ, Permission.WRITE}),
+    "approver": frozenset({Permission.READ, Permission.WRITE, Permission.APPROVE}),
+    "admin": frozenset(Permission),
+}
+"""Permissions of each project role, declared as data."""
+
+
+def allowed(principal: Principal, permission: Permission, project: str) -> bool:
+    """Whether ``principal`` holds ``permission`` in ``project``."""
+    if principal.is_platform_admin:
+        return True
+    role = principal.roles.get(project) or principal.roles.get("*")
+    return role is not None and permission in ROLE_PERMISSIONS.get(role, frozenset())
+
+
+class Guard:
+    """Permission checks and audit records, made inside the service's transaction.
+
+    A denial cannot be recorded in the transaction it aborts, so
+    :meth:`require` raises with the event attached and :meth:`unit` writes it
+    in a transaction of its own once the failed one has rolled back.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @contextmanager
+    def unit(self, *, write: bool) -> Iterator[Session]:
+        """A read or write unit of work that records denials on the way out."""
+        try:
+            with self._db.write() if write else self._db.read() as session:
+                yield session
+        except PermissionDenied as exc:
+            event = exc.details.get("audit")
+            if isinstance(event, dict):
+                with self._db.write() as side:
+                    side.add(AuditEventRow(**event))
+            raise
+
+    def require(
+        self,
+        principal: Principal,
+        permission: Permission,
+        *,
+        project: str,
+        project_id: int | None,
+        action: str,
+        resource: str,
+    ) -> None:
+        """Raise :class:`PermissionDenied` unless ``principal`` may do ``action``."""
+        if allowed(principal, permission, project):
+            return
+        event = _event(principal, action, resource, project_id, "denied", None)
+        raise PermissionDenied(
+            f"{principal.name} needs the {permission.value!r} permission on project "
+            f"{project!r} to {action}",
+            audit=event,
+        )
+
+    def audit(
+        self,
+        session: Session,
+        principal: Principal,
+        action: str,
+        resource: str,
+        project_id: int | None,
+        *,
+        outcome: str = "ok",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event in the caller's transaction."""
+        session.add(
+            AuditEventRow(**_event(principal, action, resource, project_id, outcome, details))
+        )
+
+
+def _event(
+    principal: Principal,
+    action: str,
+    resource: str,
+    project_id: int | None,
+    outcome: str,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "time": now_ms(),
+        "actor": principal.name,
+        "action": action,
+        "resource": resource,
+        "project_id": project_id,
+        "source": principal.source,
+        "outcome": outcome,
+        "details": json.dumps(details or {}, sort_keys=True, default=str),
+    }

@@ -1,0 +1,80 @@
+"""Domain errors → HTTP, in one table: one status per error class, as problem+json."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlplane import errors
+
+STATUS: dict[type[errors.MlplaneError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.AlreadyExists: 409,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.QualityGateFailed: 422,
+    errors.UnsafeArtifact: 422,
+    errors.TamperedArtifact: 422,
+    errors.BudgetExceeded: 402,
+    errors.RateLimited: 429,
+    errors.SchemaOutdated: 503,
+    errors.Unavailable: 503,
+    errors.MlplaneError: 500,
+}
+"""Every error class and its status; a test checks no class is missing."""
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, code: str, **extra: object) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
+    body.update(extra)
+    headers = {}
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def status_for(exc: errors.MlplaneError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers once on the app."""
+
+    @app.exception_handler(errors.MlplaneError)
+    async def _domain(_: Request, exc: errors.MlplaneError) -> JSONResponse:
+        status = status_for(exc)
+        extra = {k: v for k, v in exc.details.items() if k in ("column", "retry_after")}
+        return problem(status, type(exc).__name__, exc.message, exc.code, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        return problem(422, "InvalidInput", "; ".join(parts) or "invalid request", "INVALID_INPUT")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
+            exc.status_code, "HTTP_ERROR"
+        )
+        return problem(exc.status_code, "HTTPError", str(exc.detail), code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # No stack traces or internal paths in responses.
+        import logging
+
+        logging.getLogger("mlplane.server").exception("unhandled error")
+        return problem(500, "InternalError", "internal server error", "INTERNAL_ERROR")

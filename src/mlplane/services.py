@@ -1,0 +1,37 @@
+"""The domain services wired to one database and one blob store.
+
+Faces (SDK, server, CLI) build one :class:`Services` from :class:`Settings`
+and call its services; nothing else opens the database or the blob store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlplane.blobs import BlobStore
+from mlplane.config import Settings
+from mlplane.db import Database, ensure_schema
+from mlplane.security import Guard
+from mlplane.tracking.service import TrackingService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    guard: Guard
+    tracking: TrackingService
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Services:
+        db = Database(settings.resolved_db_url)
+        if check_schema:
+            ensure_schema(db, auto_upgrade=settings.auto_upgrade)
+        blobs = BlobStore(settings.resolved_artifacts_url)
+        guard = Guard(db)
+        tracking = TrackingService(db, blobs, guard, max_batch_points=settings.max_batch_points)
+        return cls(settings=settings, db=db, blobs=blobs, guard=guard, tracking=tracking)
+
+    def close(self) -> None:
+        self.db.dispose()

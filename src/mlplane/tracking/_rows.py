@@ -1,0 +1,114 @@
+"""Row → entity conversion and bulk loading of run data for a page of runs."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlplane.tracking.entities import Experiment, Run, RunData, RunInfo, RunInput
+from mlplane.tracking.tables import (
+    ExperimentRow,
+    ExperimentTagRow,
+    LatestMetricRow,
+    ParamRow,
+    RunInputRow,
+    RunRow,
+    TagRow,
+)
+
+_CHUNK = 500
+
+
+def value_out(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def experiment(row: ExperimentRow, project: str, tags: dict[str, str]) -> Experiment:
+    return Experiment(
+        experiment_id=str(row.id),
+        name=row.name,
+        project=project,
+        artifact_location=row.artifact_location,
+        lifecycle_stage=row.lifecycle_stage,
+        creation_time=row.creation_time,
+        last_update_time=row.last_update_time,
+        description=row.description,
+        tags=tags,
+    )
+
+
+def experiment_tags(session: Session, ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    out: dict[int, dict[str, str]] = defaultdict(dict)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        for r in session.execute(
+            select(ExperimentTagRow.experiment_id, ExperimentTagRow.key, ExperimentTagRow.value)
+            .where(ExperimentTagRow.experiment_id.in_(chunk))
+        ):
+            out[r[0]][r[1]] = r[2]
+    return out
+
+
+def run_info(row: RunRow) -> RunInfo:
+    return RunInfo(
+        run_id=row.id,
+        run_name=row.name,
+        experiment_id=str(row.experiment_id),
+        status=row.status,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        lifecycle_stage=row.lifecycle_stage,
+        user_id=row.user_id,
+        artifact_uri=row.artifact_uri,
+        parent_run_id=row.parent_run_id,
+    )
+
+
+def load_runs(session: Session, rows: Sequence[RunRow]) -> list[Run]:
+    """Full runs (params, latest metrics, tags, inputs) for ``rows``, in four queries a chunk."""
+    ids = [r.id for r in rows]
+    params: dict[str, dict[str, str]] = defaultdict(dict)
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    metrics: dict[str, dict[str, float]] = defaultdict(dict)
+    inputs: dict[str, list[RunInput]] = defaultdict(list)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        for run, k, v in session.execute(
+            select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(ParamRow.run_id.in_(chunk))
+        ):
+            params[run][k] = v
+        for run, k, v in session.execute(
+            select(TagRow.run_id, TagRow.key, TagRow.value).where(TagRow.run_id.in_(chunk))
+        ):
+            tags[run][k] = v
+        for run, k, v in session.execute(
+            select(LatestMetricRow.run_id, LatestMetricRow.key, LatestMetricRow.value).where(
+                LatestMetricRow.run_id.in_(chunk)
+            )
+        ):
+            metrics[run][k] = value_out(v)
+        for inp in session.scalars(
+            select(RunInputRow).where(RunInputRow.run_id.in_(chunk)).order_by(RunInputRow.id)
+        ):
+            inputs[inp.run_id].append(
+                RunInput(
+                    kind=inp.kind,
+                    name=inp.name,
+                    version=inp.version,
+                    digest=inp.digest,
+                    source=inp.source,
+                    context=inp.context,
+                )
+            )
+    return [
+        Run(
+            info=run_info(r),
+            data=RunData(params=params[r.id], metrics=metrics[r.id], tags=tags[r.id]),
+            inputs=inputs[r.id],
+        )
+        for r in rows
+    ]

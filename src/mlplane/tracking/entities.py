@@ -1,0 +1,121 @@
+"""The tracking domain's public nouns; frozen, so they cross layers safely."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+
+
+class LifecycleStage(StrEnum):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class ViewType(StrEnum):
+    ACTIVE_ONLY = "ACTIVE_ONLY"
+    DELETED_ONLY = "DELETED_ONLY"
+    ALL = "ALL"
+
+
+class Metric(NamedTuple):
+    """One metric point. ``timestamp`` is in milliseconds since the epoch."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    project: str
+    artifact_location: str
+    lifecycle_stage: str
+    creation_time: int
+    last_update_time: int
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: str
+    user_id: str
+    artifact_uri: str
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """A reference to something a run read, e.g. a dataset version."""
+
+    kind: str
+    name: str
+    version: str = ""
+    digest: str = ""
+    source: str = ""
+    context: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunData:
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    info: RunInfo
+    data: RunData
+    inputs: list[RunInput] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    path: str
+    is_dir: bool
+    size: int | None = None
+    digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[Run]
+    next_page_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentPage:
+    experiments: list[Experiment]
+    next_page_token: str | None = None
+
+
+TAG_NOTE = "mlplane.note"
+TAG_PREFIX_SYSTEM = "mlplane."
+"""Tags under this prefix are written by mlplane itself (context capture, notes)."""

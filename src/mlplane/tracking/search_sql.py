@@ -1,0 +1,219 @@
+"""Compile a parsed run-search filter (:mod:`mlplane.tracking.search`) into SQLAlchemy.
+
+Every literal is a bound parameter. Each comparison on a metric, param, tag
+or dataset becomes ``runs.id IN (SELECT run_id FROM ... WHERE key = ? AND ...)``,
+which the ``(key, value)`` and ``key`` indexes answer without touching the
+runs that cannot match, and which is never NULL, so NOT is a plain complement.
+
+LIKE is case-sensitive and ILIKE is not, on every backend; neither pattern has
+an escape character. SQLite's LIKE ignores ASCII case, so there LIKE is
+compiled to the equivalent GLOB pattern; SQLite's ILIKE folds ASCII letters only.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, literal, not_, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+
+from mlplane.errors import InvalidInput
+from mlplane.tracking.search import (
+    And,
+    Comparison,
+    Expr,
+    Not,
+    Or,
+    OrderKey,
+)
+from mlplane.tracking.tables import LatestMetricRow, ParamRow, RunInputRow, RunRow, TagRow
+
+_RUNS = RunRow.__table__.c
+ATTRIBUTE_COLUMNS = {
+    "run_id": _RUNS.id,
+    "run_name": _RUNS.name,
+    "status": _RUNS.status,
+    "artifact_uri": _RUNS.artifact_uri,
+    "user_id": _RUNS.user_id,
+    "start_time": _RUNS.start_time,
+    "end_time": _RUNS.end_time,
+    "lifecycle_stage": _RUNS.lifecycle_stage,
+}
+
+_KEYED_ROWS: dict[str, type[LatestMetricRow] | type[ParamRow] | type[TagRow]] = {
+    "metrics": LatestMetricRow,
+    "params": ParamRow,
+    "tags": TagRow,
+}
+_DATASET_COLUMNS = {
+    "name": RunInputRow.name,
+    "digest": RunInputRow.digest,
+    "context": RunInputRow.context,
+}
+_VIEW_STAGES: dict[str, tuple[str, ...]] = {
+    "ACTIVE_ONLY": ("active",),
+    "DELETED_ONLY": ("deleted",),
+    "ALL": (),
+}
+_COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def build_search_query(
+    experiment_ids: Sequence[int],
+    expr: Expr | None,
+    order: Sequence[OrderKey],
+    view_type: str,
+) -> Select[RunRow]:
+    """Select the runs of ``experiment_ids`` that match ``expr``, in search order.
+
+    Args:
+        experiment_ids: experiments to search; empty selects nothing.
+        expr: a parsed filter, or None for all runs.
+        order: sort keys; runs lacking a metric, param or tag (or with a NaN
+            metric, or no end_time) sort last whichever the direction.
+        view_type: ``ACTIVE_ONLY``, ``DELETED_ONLY`` or ``ALL``.
+
+    Returns:
+        ``select(RunRow)`` ordered by ``order`` then ``start_time DESC, id ASC``;
+        the caller applies offset and limit.
+
+    Raises:
+        InvalidInput: on an unknown view type or an order key this cannot sort by.
+    """
+    stages = _VIEW_STAGES.get(str(view_type).upper())
+    if stages is None:
+        raise InvalidInput(
+            f"unknown view_type {view_type!r}; expected one of {', '.join(_VIEW_STAGES)}"
+        )
+    stmt = select(RunRow).where(RunRow.experiment_id.in_(list(experiment_ids)))
+    if stages:
+        stmt = stmt.where(RunRow.lifecycle_stage.in_(stages))
+    if expr is not None:
+        stmt = stmt.where(compile_filter(expr))
+    for index, key in enumerate(order):
+        stmt = _order(stmt, index, key)
+    return stmt.order_by(RunRow.start_time.desc(), RunRow.id.asc())
+
+
+def compile_filter(expr: Expr) -> ColumnElement[bool]:
+    """``expr`` as a WHERE clause over ``runs``; true or false for every run, never NULL."""
+    if isinstance(expr, And):
+        return and_(*(compile_filter(e) for e in expr.operands))
+    if isinstance(expr, Or):
+        return or_(*(compile_filter(e) for e in expr.operands))
+    if isinstance(expr, Not):
+        return not_(compile_filter(expr.operand))
+    return _comparison(expr)
+
+
+def _comparison(cmp: Comparison) -> ColumnElement[bool]:
+    if cmp.entity == "attributes":
+        column = ATTRIBUTE_COLUMNS[cmp.key]
+        condition = _apply(column, cmp.op, cmp.value)
+        # NULL would make NOT(...) NULL as well; a missing end_time simply does not match.
+        return and_(column.is_not(None), condition) if column.nullable else condition
+    if cmp.entity == "datasets":
+        sub = select(RunInputRow.run_id).where(
+            RunInputRow.kind == "dataset",
+            _apply(_DATASET_COLUMNS[cmp.key], cmp.op, cmp.value),
+        )
+        return RunRow.id.in_(sub)
+    row = _KEYED_ROWS[cmp.entity]
+    if cmp.op in ("IS NULL", "IS NOT NULL"):
+        present = RunRow.id.in_(select(row.run_id).where(row.key == cmp.key))
+        return present if cmp.op == "IS NOT NULL" else not_(present)
+    # A NULL (NaN) metric fails every comparison here, so it never matches.
+    sub = select(row.run_id).where(row.key == cmp.key, _apply(row.value, cmp.op, cmp.value))
+    return RunRow.id.in_(sub)
+
+
+def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op in _COMPARE:
+        return _COMPARE[op](column, value)
+    if op == "LIKE":
+        return _Like(column, value, case_sensitive=True)
+    if op == "ILIKE":
+        return _Like(column, value, case_sensitive=False)
+    if op == "IN":
+        return column.in_(list(value))
+    if op == "NOT IN":
+        return column.not_in(list(value))
+    raise InvalidInput(f"comparator {op} is not supported here")
+
+
+def _order(stmt: Select[RunRow], index: int, key: OrderKey) -> Select[RunRow]:
+    if key.entity == "attributes" and key.key in ATTRIBUTE_COLUMNS:
+        value: Any = ATTRIBUTE_COLUMNS[key.key]
+    elif key.entity in _KEYED_ROWS:
+        # One alias per key: two metric keys need two independent joins.
+        row = aliased(_KEYED_ROWS[key.entity], name=f"order_{index}")
+        stmt = stmt.outerjoin(row, and_(row.run_id == RunRow.id, row.key == key.key))
+        value = row.value
+    else:
+        raise InvalidInput(f"cannot order runs by {key.entity}.{key.key}")
+    # Portable NULLS LAST: false sorts before true on SQLite and PostgreSQL alike.
+    return stmt.order_by(value.is_(None), value.asc() if key.ascending else value.desc())
+
+
+class _Like(ColumnElement[bool]):
+    """``column [I]LIKE pattern`` with the same meaning on SQLite and PostgreSQL."""
+
+    # No Boolean type on purpose: SQLite would render a Boolean-typed element in
+    # WHERE as "(...) = 1"; untyped, it renders as the bare predicate.
+    __visit_name__ = "mlplane_like"
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("pattern", InternalTraversal.dp_clauseelement),
+        ("glob", InternalTraversal.dp_clauseelement),
+        ("case_sensitive", InternalTraversal.dp_boolean),
+    ]
+
+    def __init__(self, column: Any, pattern: str, *, case_sensitive: bool) -> None:
+        self.column = column
+        self.pattern = literal(pattern)
+        self.glob = literal(like_to_glob(pattern))
+        self.case_sensitive = case_sensitive
+
+
+def like_to_glob(pattern: str) -> str:
+    """The SQLite GLOB pattern matching exactly what LIKE ``pattern`` matches, case-sensitively."""
+    special = {"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}
+    return "".join(special.get(c, c) for c in pattern)
+
+
+@compiles(_Like)
+def _compile_like(element: _Like, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    if element.case_sensitive:
+        return f"{column} LIKE {pattern}"
+    return f"lower({column}) LIKE lower({pattern})"
+
+
+@compiles(_Like, "sqlite")
+def _compile_like_sqlite(element: _Like, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    if element.case_sensitive:
+        return f"{column} GLOB {compiler.process(element.glob, **kw)}"
+    return f"{column} LIKE {compiler.process(element.pattern, **kw)}"
+
+
+@compiles(_Like, "postgresql")
+def _compile_like_postgresql(element: _Like, compiler: SQLCompiler, **kw: Any) -> str:
+    # ESCAPE '' turns off PostgreSQL's default backslash escape, matching SQLite.
+    word = "LIKE" if element.case_sensitive else "ILIKE"
+    column = compiler.process(element.column, **kw)
+    return f"{column} {word} {compiler.process(element.pattern, **kw)} ESCAPE ''"

@@ -1,0 +1,682 @@
+"""Tracking use cases: experiments, runs, params, metrics, tags, artifacts, inputs.
+
+Every method takes the calling :class:`Principal` first, checks its permission
+through the :class:`Guard` and, for changes of state, writes the audit event
+in the same transaction as the change. Data-plane writes (metric points,
+params, tags) are checked but not audited one by one: the run's creation,
+termination and deletion are.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from mlplane import projects
+from mlplane.blobs import BlobStore
+from mlplane.db.engine import Database, now_ms
+from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from mlplane.projects.tables import ProjectRow
+from mlplane.security import Guard, Permission, Principal
+from mlplane.tracking import _rows, ingest, search, search_sql
+from mlplane.tracking import validation as check
+from mlplane.tracking.entities import (
+    TAG_NOTE,
+    ArtifactInfo,
+    Experiment,
+    ExperimentPage,
+    LifecycleStage,
+    Metric,
+    Run,
+    RunInfo,
+    RunInput,
+    RunPage,
+    RunStatus,
+    ViewType,
+)
+from mlplane.tracking.tables import (
+    ArtifactRow,
+    ExperimentRow,
+    ExperimentTagRow,
+    LatestMetricRow,
+    MetricRow,
+    ParamRow,
+    RunInputRow,
+    RunRow,
+    TagRow,
+)
+
+DEFAULT_EXPERIMENT = "Default"
+
+
+def encode_page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode()
+
+
+def decode_page_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = orjson.loads(base64.urlsafe_b64decode(token.encode()))["o"]
+    except Exception:
+        raise InvalidInput("invalid page_token: pass back the next_page_token you got") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInput("invalid page_token: pass back the next_page_token you got")
+    return offset
+
+
+class TrackingService:
+    """Experiments and runs over the metadata database and the blob store."""
+
+    def __init__(self, db: Database, blobs: BlobStore, guard: Guard, *, max_batch_points: int) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._guard = guard
+        self._max_batch_points = max_batch_points
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _experiment_scope(self, s: Session, experiment_id: int) -> tuple[ExperimentRow, ProjectRow]:
+        found = s.execute(
+            select(ExperimentRow, ProjectRow)
+            .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+            .where(ExperimentRow.id == experiment_id)
+        ).first()
+        if found is None:
+            raise NotFound(f"experiment {experiment_id} does not exist")
+        return found[0], found[1]
+
+    def _run_scope(self, s: Session, run_id: str) -> tuple[RunRow, ProjectRow]:
+        check.run_id(run_id)
+        found = s.execute(
+            select(RunRow, ProjectRow)
+            .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+            .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+            .where(RunRow.id == run_id)
+        ).first()
+        if found is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return found[0], found[1]
+
+    def _require(
+        self, p: Principal, perm: Permission, project: ProjectRow, action: str, resource: str
+    ) -> None:
+        self._guard.require(
+            p, perm, project=project.name, project_id=project.id, action=action, resource=resource
+        )
+
+    def _run_for(self, s: Session, p: Principal, run_id: str, perm: Permission, action: str) -> tuple[RunRow, ProjectRow]:
+        run, project = self._run_scope(s, run_id)
+        self._require(p, perm, project, action, f"run/{run_id}")
+        return run, project
+
+    def _writable_run(self, s: Session, p: Principal, run_id: str, action: str) -> tuple[RunRow, ProjectRow]:
+        run, project = self._run_for(s, p, run_id, Permission.WRITE, action)
+        if run.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise Conflict(f"run {run_id} is deleted: restore it before logging to it")
+        return run, project
+
+    def _experiment_entity(self, s: Session, row: ExperimentRow, project: str) -> Experiment:
+        return _rows.experiment(row, project, _rows.experiment_tags(s, [row.id]).get(row.id, {}))
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        p: Principal,
+        name: str,
+        *,
+        project: str = projects.DEFAULT_PROJECT,
+        artifact_location: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> str:
+        """Create an experiment; returns its id. Names are unique within a project."""
+        check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
+        clean_tags = check.string_map("tag", tags)
+        with self._guard.unit(write=True) as s:
+            proj = projects.service.get_or_create(s, project)
+            self._require(p, Permission.WRITE, proj, "experiment.create", f"experiment/{name}")
+            if s.scalar(
+                select(ExperimentRow.id).where(
+                    ExperimentRow.project_id == proj.id, ExperimentRow.name == name
+                )
+            ) is not None:
+                raise AlreadyExists(
+                    f"an experiment named {name!r} exists already in project {project!r}"
+                )
+            now = now_ms()
+            row = ExperimentRow(
+                project_id=proj.id,
+                name=name,
+                description=description,
+                artifact_location=artifact_location or "",
+                lifecycle_stage=LifecycleStage.ACTIVE,
+                creation_time=now,
+                last_update_time=now,
+            )
+            s.add(row)
+            s.flush()
+            if not artifact_location:
+                row.artifact_location = f"mlplane-artifacts:/{row.id}"
+            s.add_all(
+                ExperimentTagRow(experiment_id=row.id, key=k, value=v) for k, v in clean_tags.items()
+            )
+            self._guard.audit(s, p, "experiment.create", f"experiment/{row.id}", proj.id, details={"name": name})
+            return str(row.id)
+
+    def get_experiment(self, p: Principal, experiment_id: str) -> Experiment:
+        eid = check.experiment_id(experiment_id)
+        with self._guard.unit(write=False) as s:
+            row, proj = self._experiment_scope(s, eid)
+            self._require(p, Permission.READ, proj, "experiment.read", f"experiment/{eid}")
+            return self._experiment_entity(s, row, proj.name)
+
+    def get_experiment_by_name(
+        self, p: Principal, name: str, *, project: str = projects.DEFAULT_PROJECT
+    ) -> Experiment:
+        with self._guard.unit(write=False) as s:
+            found = s.execute(
+                select(ExperimentRow, ProjectRow)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .where(ProjectRow.name == project, ExperimentRow.name == name)
+            ).first()
+            if found is None:
+                raise NotFound(f"no experiment named {name!r} in project {project!r}")
+            row, proj = found
+            self._require(p, Permission.READ, proj, "experiment.read", f"experiment/{row.id}")
+            return self._experiment_entity(s, row, proj.name)
+
+    def get_or_create_experiment(
+        self, p: Principal, name: str, *, project: str = projects.DEFAULT_PROJECT
+    ) -> str:
+        """The id of the experiment named ``name``, created if missing (race-safe)."""
+        try:
+            return self.get_experiment_by_name(p, name, project=project).experiment_id
+        except NotFound:
+            pass
+        try:
+            return self.create_experiment(p, name, project=project)
+        except AlreadyExists:
+            return self.get_experiment_by_name(p, name, project=project).experiment_id
+
+    def search_experiments(
+        self,
+        p: Principal,
+        *,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        name_like: str | None = None,
+        project: str | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+    ) -> ExperimentPage:
+        """Experiments the caller may read, newest first."""
+        check.max_results(max_results)
+        offset = decode_page_token(page_token)
+        with self._guard.unit(write=False) as s:
+            q = select(ExperimentRow, ProjectRow.name).join(
+                ProjectRow, ProjectRow.id == ExperimentRow.project_id
+            )
+            q = _stage_filter(q, ExperimentRow.lifecycle_stage, ViewType(view_type))
+            if name_like:
+                q = q.where(ExperimentRow.name.like(name_like))
+            if project:
+                q = q.where(ProjectRow.name == project)
+            q = q.order_by(ExperimentRow.creation_time.desc(), ExperimentRow.id.desc())
+            rows = [
+                (row, proj)
+                for row, proj in s.execute(q)
+                if self._guard_allows(p, proj)
+            ]
+            page = rows[offset : offset + max_results]
+            tags = _rows.experiment_tags(s, [r.id for r, _ in page])
+            exps = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in page]
+            more = offset + max_results < len(rows)
+            return ExperimentPage(exps, encode_page_token(offset + max_results) if more else None)
+
+    def _guard_allows(self, p: Principal, project: str) -> bool:
+        from mlplane.security import allowed
+
+        return allowed(p, Permission.READ, project)
+
+    def update_experiment(
+        self, p: Principal, experiment_id: str, *, name: str | None = None, description: str | None = None
+    ) -> None:
+        eid = check.experiment_id(experiment_id)
+        with self._guard.unit(write=True) as s:
+            row, proj = self._experiment_scope(s, eid)
+            self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
+            if name is not None and name != row.name:
+                check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
+                if s.scalar(
+                    select(ExperimentRow.id).where(
+                        ExperimentRow.project_id == proj.id, ExperimentRow.name == name
+                    )
+                ) is not None:
+                    raise AlreadyExists(f"an experiment named {name!r} exists already")
+                row.name = name
+            if description is not None:
+                row.description = description
+            row.last_update_time = now_ms()
+            self._guard.audit(s, p, "experiment.update", f"experiment/{eid}", proj.id,
+                              details={"name": name, "description": description is not None})
+
+    def set_experiment_tag(self, p: Principal, experiment_id: str, key: str, value: str) -> None:
+        eid = check.experiment_id(experiment_id)
+        tags = check.string_map("tag", {key: value})
+        with self._guard.unit(write=True) as s:
+            row, proj = self._experiment_scope(s, eid)
+            self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
+            s.merge(ExperimentTagRow(experiment_id=eid, key=key, value=tags[key]))
+            row.last_update_time = now_ms()
+
+    def delete_experiment(self, p: Principal, experiment_id: str) -> None:
+        """Soft-delete an experiment and its runs (restorable)."""
+        self._set_experiment_stage(p, experiment_id, LifecycleStage.DELETED)
+
+    def restore_experiment(self, p: Principal, experiment_id: str) -> None:
+        self._set_experiment_stage(p, experiment_id, LifecycleStage.ACTIVE)
+
+    def _set_experiment_stage(self, p: Principal, experiment_id: str, stage: LifecycleStage) -> None:
+        eid = check.experiment_id(experiment_id)
+        action = "experiment.delete" if stage == LifecycleStage.DELETED else "experiment.restore"
+        with self._guard.unit(write=True) as s:
+            row, proj = self._experiment_scope(s, eid)
+            self._require(p, Permission.WRITE, proj, action, f"experiment/{eid}")
+            if row.lifecycle_stage == stage:
+                raise Conflict(f"experiment {eid} is already {stage.value}")
+            now = now_ms()
+            row.lifecycle_stage = stage
+            row.last_update_time = now
+            s.execute(
+                update(RunRow)
+                .where(RunRow.experiment_id == eid)
+                .values(
+                    lifecycle_stage=stage,
+                    deleted_time=now if stage == LifecycleStage.DELETED else None,
+                )
+            )
+            self._guard.audit(s, p, action, f"experiment/{eid}", proj.id)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        p: Principal,
+        experiment_id: str,
+        *,
+        run_name: str | None = None,
+        start_time: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        heartbeat: bool = False,
+    ) -> Run:
+        """Start a run. With ``heartbeat`` the run is marked FAILED when its heartbeats stop."""
+        eid = check.experiment_id(experiment_id)
+        clean_tags = check.string_map("tag", tags)
+        if run_name is not None:
+            check.name("run", run_name)
+        with self._guard.unit(write=True) as s:
+            exp, proj = self._experiment_scope(s, eid)
+            self._require(p, Permission.WRITE, proj, "run.create", f"experiment/{eid}")
+            if exp.lifecycle_stage != LifecycleStage.ACTIVE:
+                raise Conflict(f"experiment {eid} is deleted: restore it or pick another")
+            if parent_run_id is not None:
+                parent, _ = self._run_scope(s, parent_run_id)
+                if parent.experiment_id != eid:
+                    raise InvalidInput("a nested run must be in the same experiment as its parent")
+            run_id = uuid.uuid4().hex
+            now = now_ms()
+            row = RunRow(
+                id=run_id,
+                experiment_id=eid,
+                name=run_name or _generated_name(run_id),
+                status=RunStatus.RUNNING,
+                start_time=start_time if start_time is not None else now,
+                end_time=None,
+                lifecycle_stage=LifecycleStage.ACTIVE,
+                user_id=p.name,
+                parent_run_id=parent_run_id,
+                artifact_uri=f"{exp.artifact_location.rstrip('/')}/{run_id}/artifacts",
+                heartbeat_at=now if heartbeat else None,
+            )
+            s.add(row)
+            s.flush()
+            s.add_all(TagRow(run_id=run_id, key=k, value=v) for k, v in clean_tags.items())
+            self._guard.audit(s, p, "run.create", f"run/{run_id}", proj.id, details={"experiment_id": eid})
+            s.flush()
+            return _rows.load_runs(s, [row])[0]
+
+    def get_run(self, p: Principal, run_id: str) -> Run:
+        with self._guard.unit(write=False) as s:
+            run, _ = self._run_for(s, p, run_id, Permission.READ, "run.read")
+            return _rows.load_runs(s, [run])[0]
+
+    def update_run(
+        self,
+        p: Principal,
+        run_id: str,
+        *,
+        status: str | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> RunInfo:
+        """Rename a run or change its status; a terminal status sets ``end_time``."""
+        new_status = _status(status) if status is not None else None
+        if run_name is not None:
+            check.name("run", run_name)
+        with self._guard.unit(write=True) as s:
+            run, proj = self._writable_run(s, p, run_id, "run.update")
+            if run_name is not None:
+                run.name = run_name
+            if new_status is not None:
+                run.status = new_status
+                if new_status.is_terminal:
+                    run.end_time = end_time if end_time is not None else now_ms()
+                    run.heartbeat_at = None
+                else:
+                    run.end_time = None
+            self._guard.audit(s, p, "run.update", f"run/{run_id}", proj.id,
+                              details={"status": new_status, "name": run_name})
+            return _rows.run_info(run)
+
+    def set_terminated(self, p: Principal, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> RunInfo:
+        st = _status(status)
+        if not st.is_terminal:
+            raise InvalidInput(f"{status!r} is not a terminal status: use FINISHED, FAILED or KILLED")
+        return self.update_run(p, run_id, status=st, end_time=end_time)
+
+    def delete_run(self, p: Principal, run_id: str) -> None:
+        """Soft-delete a run (restorable with :meth:`restore_run`)."""
+        self._set_run_stage(p, run_id, LifecycleStage.DELETED)
+
+    def restore_run(self, p: Principal, run_id: str) -> None:
+        self._set_run_stage(p, run_id, LifecycleStage.ACTIVE)
+
+    def _set_run_stage(self, p: Principal, run_id: str, stage: LifecycleStage) -> None:
+        action = "run.delete" if stage == LifecycleStage.DELETED else "run.restore"
+        with self._guard.unit(write=True) as s:
+            run, proj = self._run_for(s, p, run_id, Permission.WRITE, action)
+            run.lifecycle_stage = stage
+            run.deleted_time = now_ms() if stage == LifecycleStage.DELETED else None
+            self._guard.audit(s, p, action, f"run/{run_id}", proj.id)
+
+    def purge_run(self, p: Principal, run_id: str) -> None:
+        """Delete a run and everything logged to it for good (blobs go at garbage collection)."""
+        with self._guard.unit(write=True) as s:
+            run, proj = self._run_for(s, p, run_id, Permission.WRITE, "run.purge")
+            for table in (MetricRow, LatestMetricRow, ParamRow, TagRow, ArtifactRow, RunInputRow):
+                s.execute(delete(table).where(table.run_id == run_id))
+            s.execute(update(RunRow).where(RunRow.parent_run_id == run_id).values(parent_run_id=None))
+            s.delete(run)
+            self._guard.audit(s, p, "run.purge", f"run/{run_id}", proj.id)
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def log_batch(
+        self,
+        p: Principal,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: Mapping[str, object] | None = None,
+        tags: Mapping[str, object] | None = None,
+    ) -> None:
+        """Log metric points, params and tags to a run in one transaction.
+
+        Params are write-once: logging the same value again is a no-op, a
+        different value is a :class:`Conflict`.
+        """
+        rows = check.metrics(metrics, self._max_batch_points)
+        clean_params = check.string_map("param", params)
+        clean_tags = check.string_map("tag", tags)
+        with self._guard.unit(write=True) as s:
+            run, _ = self._writable_run(s, p, run_id, "run.log")
+            if clean_params:
+                self._write_params(s, run_id, clean_params)
+            for k, v in clean_tags.items():
+                s.merge(TagRow(run_id=run_id, key=k, value=v))
+            if rows:
+                ingest.insert_metrics(s, self._db.dialect, run_id, rows)
+            if run.heartbeat_at is not None and run.status == RunStatus.RUNNING:
+                run.heartbeat_at = now_ms()
+
+    def _write_params(self, s: Session, run_id: str, params: dict[str, str]) -> None:
+        existing = dict(
+            s.execute(
+                select(ParamRow.key, ParamRow.value).where(
+                    ParamRow.run_id == run_id, ParamRow.key.in_(list(params))
+                )
+            ).all()
+        )
+        for k, v in params.items():
+            old = existing.get(k)
+            if old is None:
+                s.add(ParamRow(run_id=run_id, key=k, value=v))
+            elif old != v:
+                raise Conflict(
+                    f"param {k!r} of run {run_id} is {old!r}; it cannot change to {v!r}. "
+                    "Params are write-once: start a new run, or log the value as a tag or metric"
+                )
+
+    def delete_tag(self, p: Principal, run_id: str, key: str) -> None:
+        with self._guard.unit(write=True) as s:
+            self._writable_run(s, p, run_id, "run.log")
+            gone = s.execute(delete(TagRow).where(TagRow.run_id == run_id, TagRow.key == key))
+            if gone.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"run {run_id} has no tag {key!r}")
+
+    def set_note(self, p: Principal, run_id: str, text: str) -> None:
+        """Attach a free-text note (Markdown) to a run."""
+        self.log_batch(p, run_id, tags={TAG_NOTE: text})
+
+    def log_inputs(self, p: Principal, run_id: str, inputs: Sequence[RunInput]) -> None:
+        """Record what a run read (dataset versions and the like)."""
+        with self._guard.unit(write=True) as s:
+            self._writable_run(s, p, run_id, "run.log")
+            now = now_ms()
+            for inp in inputs:
+                if not inp.kind or not inp.name:
+                    raise InvalidInput("an input needs a kind and a name")
+                s.add(RunInputRow(
+                    run_id=run_id, kind=inp.kind, name=inp.name, version=inp.version,
+                    digest=inp.digest, source=inp.source, context=inp.context, created_at=now,
+                ))
+
+    def get_metric_history(self, p: Principal, run_id: str, key: str) -> list[Metric]:
+        """Every point of one metric, ordered by step then time."""
+        return self.get_metric_histories(p, run_id, [key]).get(key, [])
+
+    def get_metric_histories(
+        self, p: Principal, run_id: str, keys: Sequence[str] | None = None
+    ) -> dict[str, list[Metric]]:
+        """Histories of several metrics of one run (all when ``keys`` is None)."""
+        with self._guard.unit(write=False) as s:
+            self._run_for(s, p, run_id, Permission.READ, "run.read")
+            q = select(MetricRow.key, MetricRow.value, MetricRow.timestamp, MetricRow.step).where(
+                MetricRow.run_id == run_id
+            )
+            if keys is not None:
+                q = q.where(MetricRow.key.in_(list(keys)))
+            q = q.order_by(MetricRow.key, MetricRow.step, MetricRow.timestamp, MetricRow.id)
+            out: dict[str, list[Metric]] = {}
+            for k, v, ts, step in s.execute(q):
+                out.setdefault(k, []).append(Metric(k, _rows.value_out(v), ts, step))
+            return out
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search_runs(
+        self,
+        p: Principal,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str | None = None,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """Runs matching an MLflow-syntax filter (plus OR and parentheses), paginated."""
+        check.max_results(max_results)
+        ids = [check.experiment_id(e) for e in experiment_ids]
+        expr = search.parse_filter(filter_string)
+        order = search.parse_order_by(order_by)
+        offset = decode_page_token(page_token)
+        view = ViewType(view_type)
+        with self._guard.unit(write=False) as s:
+            for eid, proj in s.execute(
+                select(ExperimentRow.id, ProjectRow)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .where(ExperimentRow.id.in_(ids))
+            ):
+                self._require(p, Permission.READ, proj, "run.search", f"experiment/{eid}")
+            if not ids:
+                return RunPage([], None)
+            q = search_sql.build_search_query(ids, expr, order, view.value)
+            rows = list(s.scalars(q.offset(offset).limit(max_results + 1)))
+            more = len(rows) > max_results
+            runs = _rows.load_runs(s, rows[:max_results])
+            return RunPage(runs, encode_page_token(offset + max_results) if more else None)
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def heartbeat(self, p: Principal, run_ids: Sequence[str]) -> None:
+        """Tell the store these runs' processes are alive."""
+        with self._guard.unit(write=True) as s:
+            for rid in run_ids:
+                run, _ = self._run_for(s, p, rid, Permission.WRITE, "run.log")
+                if run.status == RunStatus.RUNNING:
+                    run.heartbeat_at = now_ms()
+
+    def reap_stale_runs(self, timeout_s: float) -> int:
+        """Mark FAILED every RUNNING run whose heartbeats stopped ``timeout_s`` ago.
+
+        Only runs started with heartbeats are reaped: runs from clients that
+        never send them (e.g. stock MLflow clients) stay as their client left them.
+        """
+        cutoff = now_ms() - int(timeout_s * 1000)
+        with self._db.read() as s:
+            stale = s.scalar(
+                select(func.count()).select_from(RunRow).where(
+                    RunRow.status == RunStatus.RUNNING, RunRow.heartbeat_at < cutoff
+                )
+            )
+        if not stale:
+            return 0
+        with self._db.write() as s:
+            rows = list(
+                s.scalars(
+                    select(RunRow).where(
+                        RunRow.status == RunStatus.RUNNING, RunRow.heartbeat_at < cutoff
+                    )
+                )
+            )
+            for run in rows:
+                run.status = RunStatus.FAILED
+                run.end_time = run.heartbeat_at
+                run.heartbeat_at = None
+                s.merge(TagRow(run_id=run.id, key="mlplane.failure", value="heartbeat lost"))
+            return len(rows)
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def log_artifact(
+        self, p: Principal, run_id: str, path: str, source: str | os.PathLike[str] | Iterable[bytes]
+    ) -> ArtifactInfo:
+        """Store a file (a local path or a stream of bytes) as ``path`` in the run's artifacts.
+
+        The blob is stored before the row that points to it is committed, so
+        a crash leaves at most an unreferenced blob, never a dangling row.
+        """
+        clean = check.artifact_path(path)
+        with self._guard.unit(write=False) as s:
+            self._writable_run(s, p, run_id, "artifact.write")
+        if isinstance(source, str | os.PathLike):
+            if not Path(source).is_file():
+                raise InvalidInput(f"{source} is not a file")
+            digest, size = self._blobs.put_file(source)
+        else:
+            digest, size = self._blobs.put_stream(source)
+        with self._guard.unit(write=True) as s:
+            self._writable_run(s, p, run_id, "artifact.write")
+            s.merge(ArtifactRow(run_id=run_id, path=clean, digest=digest, size=size, created_at=now_ms()))
+        return ArtifactInfo(path=clean, is_dir=False, size=size, digest=digest)
+
+    def list_artifacts(
+        self, p: Principal, run_id: str, path: str | None = None, *, recursive: bool = False
+    ) -> list[ArtifactInfo]:
+        """Files and folders directly under ``path`` (or every file below it when recursive)."""
+        prefix = check.artifact_path(path, allow_root=True)
+        with self._guard.unit(write=False) as s:
+            self._run_for(s, p, run_id, Permission.READ, "artifact.list")
+            q = select(ArtifactRow.path, ArtifactRow.size, ArtifactRow.digest).where(
+                ArtifactRow.run_id == run_id
+            )
+            if prefix:
+                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                q = q.where(ArtifactRow.path.like(escaped + "/%", escape="\\"))
+            rows = s.execute(q.order_by(ArtifactRow.path)).all()
+        base = len(prefix) + 1 if prefix else 0
+        if recursive:
+            return [ArtifactInfo(path=r[0], is_dir=False, size=r[1], digest=r[2]) for r in rows]
+        out: dict[str, ArtifactInfo] = {}
+        for apath, size, digest in rows:
+            rest = apath[base:]
+            head, sep, _ = rest.partition("/")
+            full = (prefix + "/" + head) if prefix else head
+            if sep:
+                out.setdefault(full, ArtifactInfo(path=full, is_dir=True))
+            else:
+                out[full] = ArtifactInfo(path=full, is_dir=False, size=size, digest=digest)
+        return list(out.values())
+
+    def open_artifact(self, p: Principal, run_id: str, path: str) -> tuple[ArtifactInfo, BinaryIO]:
+        """A file artifact's description and a stream of its bytes."""
+        clean = check.artifact_path(path)
+        with self._guard.unit(write=False) as s:
+            self._run_for(s, p, run_id, Permission.READ, "artifact.read")
+            row = s.get(ArtifactRow, (run_id, clean))
+            if row is None:
+                raise NotFound(f"run {run_id} has no artifact file {clean!r}")
+            info = ArtifactInfo(path=row.path, is_dir=False, size=row.size, digest=row.digest)
+        return info, self._blobs.open(info.digest or "")
+
+    def iter_artifact(self, p: Principal, run_id: str, path: str) -> Iterator[bytes]:
+        _, fh = self.open_artifact(p, run_id, path)
+        with fh:
+            while chunk := fh.read(1024 * 1024):
+                yield chunk
+
+
+def _status(value: str) -> RunStatus:
+    try:
+        return RunStatus(str(value).upper())
+    except ValueError:
+        allowed = ", ".join(s.value for s in RunStatus)
+        raise InvalidInput(f"unknown run status {value!r}: use one of {allowed}") from None
+
+
+def _stage_filter(q, column, view: ViewType):  # type: ignore[no-untyped-def]
+    if view == ViewType.ACTIVE_ONLY:
+        return q.where(column == LifecycleStage.ACTIVE)
+    if view == ViewType.DELETED_ONLY:
+        return q.where(column == LifecycleStage.DELETED)
+    return q
+
+
+_ADJ = ("brave", "calm", "eager", "fast", "gentle", "keen", "lucky", "quiet", "sharp", "wise")
+_NOUN = ("otter", "falcon", "lynx", "heron", "panda", "tiger", "whale", "koala", "raven", "fox")
+
+
+def _generated_name(run_id: str) -> str:
+    n = int(run_id[:8], 16)
+    return f"{_ADJ[n % 10]}-{_NOUN[(n // 10) % 10]}-{n % 1000}"

@@ -1,0 +1,155 @@
+"""Rows of the tracking domain.
+
+``metrics`` is the append-only history (no primary key beyond SQLite's rowid:
+ingest speed matters most); ``latest_metrics`` keeps one row per run and key
+(the value at the highest step) so search and ordering never scan history.
+A NULL metric value means NaN (SQLite cannot store NaN).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mlplane.db.base import Base
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+    artifact_location: Mapped[str] = mapped_column(String(1000), default="")
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active")
+    creation_time: Mapped[int] = mapped_column(BigInteger)
+    last_update_time: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+
+class ExperimentTagRow(Base):
+    __tablename__ = "experiment_tags"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    name: Mapped[str] = mapped_column(String(250), default="")
+    status: Mapped[str] = mapped_column(String(20))
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active")
+    user_id: Mapped[str] = mapped_column(String(255), default="")
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    artifact_uri: Mapped[str] = mapped_column(String(1000), default="")
+    heartbeat_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    deleted_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        Index("ix_runs_experiment_stage_start", "experiment_id", "lifecycle_stage", "start_time"),
+        Index("ix_runs_parent", "parent_run_id"),
+        Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
+    )
+
+
+class ParamRow(Base):
+    __tablename__ = "params"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_params_key", "key"),)
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_tags_key", "key"),)
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(250))
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
+
+    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+
+
+class LatestMetricRow(Base):
+    __tablename__ = "latest_metrics"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
+
+    __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunInputRow(Base):
+    __tablename__ = "run_inputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(500))
+    version: Mapped[str] = mapped_column(String(100), default="")
+    digest: Mapped[str] = mapped_column(String(100), default="")
+    source: Mapped[str] = mapped_column(String(1000), default="")
+    context: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    unhandled_pii: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_run_inputs_run", "run_id"),
+        Index("ix_run_inputs_name_version", "kind", "name", "version"),
+    )
