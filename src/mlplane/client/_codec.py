@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
+
+from mlplane._json import float_in, float_out
 
 from mlplane.tracking.entities import (
     ArtifactInfo,
@@ -18,29 +19,11 @@ from mlplane.tracking.entities import (
     RunPage,
 )
 
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def float_out(value: float) -> float | str:
-    """A metric value for JSON: non-finite values travel as strings."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def float_in(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, str):
-        return _NONFINITE.get(value, math.nan) if value in _NONFINITE else float(value)
-    return float(value)
-
-
 def metrics_columns(points: Sequence[Metric]) -> dict[str, list[Any]]:
     keys, values, timestamps, steps = [], [], [], []
     for k, v, ts, step in points:
         keys.append(k)
-        values.append(v if (v - v == 0) else float_out(v))
+        values.append(float_out(v))
         timestamps.append(ts)
         steps.append(step)
     return {"key": keys, "value": values, "timestamp": timestamps, "step": steps}

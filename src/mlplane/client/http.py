@@ -22,6 +22,7 @@ from mlplane import errors
 from mlplane.client import _codec as codec
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
+from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -47,6 +48,11 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 def _q(segment: str) -> str:
     return quote(segment, safe="")
+
+
+def _r(run_id: str) -> str:
+    # Checked here too: a run id with a slash would otherwise reach another route.
+    return check.run_id(run_id)
 
 
 class HttpTransport(Transport):
@@ -145,21 +151,21 @@ class HttpTransport(Transport):
         }, retry=False))
 
     def get_run(self, run_id: str) -> Run:
-        return codec.run(self._call("GET", f"/runs/{_q(run_id)}"))
+        return codec.run(self._call("GET", f"/runs/{_r(run_id)}"))
 
     def update_run(self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None) -> RunInfo:
-        return codec.run_info(self._call("PATCH", f"/runs/{_q(run_id)}", json={
+        return codec.run_info(self._call("PATCH", f"/runs/{_r(run_id)}", json={
             "status": status, "end_time": end_time, "run_name": run_name,
         }))
 
     def delete_run(self, run_id: str) -> None:
-        self._call("DELETE", f"/runs/{_q(run_id)}", retry=False)
+        self._call("DELETE", f"/runs/{_r(run_id)}", retry=False)
 
     def restore_run(self, run_id: str) -> None:
-        self._call("POST", f"/runs/{_q(run_id)}/restore", retry=False)
+        self._call("POST", f"/runs/{_r(run_id)}/restore", retry=False)
 
     def purge_run(self, run_id: str) -> None:
-        self._call("DELETE", f"/runs/{_q(run_id)}", params={"purge": "true"}, retry=False)
+        self._call("DELETE", f"/runs/{_r(run_id)}", params={"purge": "true"}, retry=False)
 
     def log_batch(self, run_id: str, *, metrics: Sequence[Metric], params: Mapping[str, object] | None,
                   tags: Mapping[str, object] | None) -> None:
@@ -170,17 +176,17 @@ class HttpTransport(Transport):
             payload["params"] = {k: str(v) for k, v in params.items()}
         if tags:
             payload["tags"] = {k: str(v) for k, v in tags.items()}
-        self._call("POST", f"/runs/{_q(run_id)}/log-batch", json=payload)
+        self._call("POST", f"/runs/{_r(run_id)}/log-batch", json=payload)
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        self._call("DELETE", f"/runs/{_q(run_id)}/tags/{_q(key)}")
+        self._call("DELETE", f"/runs/{_r(run_id)}/tags/{_q(key)}")
 
     def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
-        self._call("POST", f"/runs/{_q(run_id)}/inputs", json={"inputs": list(inputs)})
+        self._call("POST", f"/runs/{_r(run_id)}/inputs", json={"inputs": list(inputs)})
 
     def get_metric_histories(self, run_id: str, keys: Sequence[str] | None) -> dict[str, list[Metric]]:
         params = {"key": list(keys)} if keys is not None else None
-        return codec.histories(self._call("GET", f"/runs/{_q(run_id)}/metrics", params=params))
+        return codec.histories(self._call("GET", f"/runs/{_r(run_id)}/metrics", params=params))
 
     def search_runs(self, experiment_ids, *, filter_string, view_type, max_results, order_by, page_token) -> RunPage:  # type: ignore[no-untyped-def]
         return codec.run_page(self._call("POST", "/runs/search", json={
@@ -200,7 +206,7 @@ class HttpTransport(Transport):
                 while chunk := fh.read(1024 * 1024):
                     yield chunk
 
-        url = f"/runs/{_q(run_id)}/artifacts/{quote(path)}"
+        url = f"/runs/{_r(run_id)}/artifacts/{quote(check.artifact_path(path))}"
         deadline = time.monotonic() + self.retry_max_s
         while True:  # a stream can't be replayed by _call: re-open the file per try
             try:
@@ -221,11 +227,11 @@ class HttpTransport(Transport):
         params: dict[str, Any] = {"recursive": "true" if recursive else "false"}
         if path:
             params["path"] = path
-        out = self._call("GET", f"/runs/{_q(run_id)}/artifacts", params=params)
+        out = self._call("GET", f"/runs/{_r(run_id)}/artifacts", params=params)
         return [codec.artifact(a) for a in out["files"]]
 
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
-        url = f"/runs/{_q(run_id)}/artifacts/{quote(path)}"
+        url = f"/runs/{_r(run_id)}/artifacts/{quote(check.artifact_path(path))}"
         with self._http.stream("GET", url) as resp:
             if resp.status_code >= 400:
                 resp.read()

@@ -32,22 +32,14 @@ from mlplane.errors import InvalidInput
 Entity: TypeAlias = Literal["metrics", "params", "tags", "attributes", "datasets"]
 Value: TypeAlias = float | str | tuple[str, ...] | None
 
-ENTITY_ALIASES: dict[str, Entity] = {
-    "metric": "metrics",
-    "metrics": "metrics",
-    "param": "params",
-    "params": "params",
-    "parameter": "params",
-    "parameters": "params",
-    "tag": "tags",
-    "tags": "tags",
-    "attribute": "attributes",
-    "attributes": "attributes",
-    "attr": "attributes",
-    "run": "attributes",
-    "dataset": "datasets",
-    "datasets": "datasets",
+_ENTITY_WORDS: dict[Entity, tuple[str, ...]] = {
+    "metrics": ("metric",),
+    "params": ("param", "parameter", "parameters"),
+    "tags": ("tag",),
+    "attributes": ("attribute", "attr", "run"),
+    "datasets": ("dataset",),
 }
+ENTITY_ALIASES: dict[str, Entity] = {w: e for e, ws in _ENTITY_WORDS.items() for w in (e, *ws)}
 NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
 STRING_ATTRIBUTES = frozenset(
     {"run_id", "run_name", "status", "artifact_uri", "user_id", "lifecycle_stage"}
@@ -67,7 +59,7 @@ _MAX_DEPTH = 100
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """``<entity>.<key> <op> <value>``; attribute keys are canonical (``created`` -> ``start_time``).
+    """``<entity>.<key> <op> <value>``; attribute keys are canonical (``created``: ``start_time``).
 
     ``value`` is a float for numeric entities, a str for string ones, a tuple
     of str for IN / NOT IN, and None for IS NULL / IS NOT NULL.
@@ -319,9 +311,12 @@ class _Parser:
     def _at_punct(self, char: str) -> bool:
         return self._tok.kind == "punct" and self._tok.value == char
 
-    def expect_end(self, expected: str) -> None:
+    def expected(self, what: str) -> InvalidInput:
+        return self.fail(self._tok.pos, f"expected {what}, got {_describe(self._tok)}")
+
+    def expect_end(self, what: str) -> None:
         if self._tok.kind != "end":
-            raise self.fail(self._tok.pos, f"expected {expected}, got {_describe(self._tok)}")
+            raise self.expected(what)
 
     def or_expr(self) -> Expr:
         operands = [self._and_expr()]
@@ -349,11 +344,7 @@ class _Parser:
             opening = self.advance()
             result = self.or_expr()
             if not self._at_punct(")"):
-                raise self.fail(
-                    self._tok.pos,
-                    f"expected AND, OR or ')' to close the '(' at column {opening.pos + 1}, "
-                    f"got {_describe(self._tok)}",
-                )
+                raise self.expected(f"AND, OR or ')' to close the '(' at column {opening.pos + 1}")
             self.advance()
         else:
             result = self._comparison()
@@ -376,27 +367,17 @@ class _Parser:
         elif tok.kind == "word" and _attribute_name(tok.text) in ATTRIBUTES:
             entity, key = "attributes", tok.text
         else:
-            raise self.fail(
-                tok.pos,
-                "expected an identifier such as metrics.<key>, params.<key>, tags.<key>, "
-                f"attributes.<name> or datasets.<field>, got {_describe(tok)}",
+            raise self.expected(
+                "an identifier such as metrics.<key>, params.<key>, tags.<key>, "
+                "attributes.<name> or datasets.<field>"
             )
-        if entity == "attributes":
-            key = _attribute_name(key)
-            if key not in ATTRIBUTES:
-                raise self.fail(
-                    tok.pos,
-                    f"unknown attribute '{tok.value}'; expected one of "
-                    f"{', '.join(sorted(ATTRIBUTES | _ATTRIBUTE_ALIASES.keys()))}",
-                )
-        elif entity == "datasets":
-            key = key.lower()
-            if key not in DATASET_FIELDS:
-                raise self.fail(
-                    tok.pos,
-                    f"unknown dataset field '{tok.value}'; expected one of "
-                    f"{', '.join(sorted(DATASET_FIELDS))}",
-                )
+        names = {"attributes": ATTRIBUTES | _ATTRIBUTE_ALIASES.keys(), "datasets": DATASET_FIELDS}
+        if entity in names:
+            key = _attribute_name(key) if entity == "attributes" else key.lower()
+            if key not in names[entity]:
+                kind = "attribute" if entity == "attributes" else "dataset field"
+                choices = ", ".join(sorted(names[entity]))
+                raise self.fail(tok.pos, f"unknown {kind} '{tok.value}'; expected one of {choices}")
         self.advance()
         return entity, key, tok
 
@@ -430,7 +411,7 @@ class _Parser:
         if word == "NOT":
             self.advance()
             if not self.at_keyword("IN"):
-                raise self.fail(self._tok.pos, f"expected IN after NOT, got {_describe(self._tok)}")
+                raise self.expected("IN after NOT")
             self.advance()
             return "NOT IN"
         if word == "IS":
@@ -439,51 +420,37 @@ class _Parser:
             if negated:
                 self.advance()
             if not self.at_keyword("NULL"):
-                raise self.fail(
-                    self._tok.pos, f"expected NULL or NOT NULL after IS, got {_describe(self._tok)}"
-                )
+                raise self.expected("NULL or NOT NULL after IS")
             self.advance()
             return "IS NOT NULL" if negated else "IS NULL"
-        raise self.fail(
-            tok.pos,
-            "expected a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE) "
-            f"after '{ident.text}', got {_describe(tok)}",
-        )
+        raise self.expected(f"a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE) after '{ident.text}'")
 
     def _number(self, ident: _Token, op: str) -> float:
         tok = self._tok
         if tok.kind == "number" or (tok.kind == "word" and tok.text.lower() in ("inf", "infinity")):
             self.advance()
             return float(tok.value)
-        hint = f"'{ident.text}' is numeric; " if tok.kind == "string" else ""
-        raise self.fail(
-            tok.pos, f"{hint}expected a number after '{ident.text} {op}', got {_describe(tok)}"
-        )
+        if tok.kind == "string":
+            raise self.fail(
+                tok.pos, f"'{ident.text}' is numeric; expected a number, got {tok.text}"
+            )
+        raise self.expected(f"a number after '{ident.text} {op}'")
 
     def _string(self, after: str) -> str:
-        tok = self._tok
-        if tok.kind != "string":
-            raise self.fail(
-                tok.pos, f"expected a quoted string after {after}, got {_describe(tok)}"
-            )
-        self.advance()
-        return str(tok.value)
+        if self._tok.kind != "string":
+            raise self.expected(f"a quoted string after {after}")
+        return str(self.advance().value)
 
     def _string_list(self, ident: _Token, op: str) -> tuple[str, ...]:
         if not self._at_punct("("):
-            raise self.fail(
-                self._tok.pos,
-                f"expected '(' after '{ident.text} {op}', got {_describe(self._tok)}",
-            )
+            raise self.expected(f"'(' after '{ident.text} {op}'")
         self.advance()
         values = [self._string("'('")]
         while self._at_punct(","):
             self.advance()
             values.append(self._string("','"))
         if not self._at_punct(")"):
-            raise self.fail(
-                self._tok.pos, f"expected ',' or ')' in the {op} list, got {_describe(self._tok)}"
-            )
+            raise self.expected(f"',' or ')' in the {op} list")
         self.advance()
         return tuple(values)
 

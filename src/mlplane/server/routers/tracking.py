@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from mlplane._json import float_out
 from mlplane.errors import InvalidInput, PayloadTooLarge
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
@@ -35,7 +37,29 @@ Who = Annotated[Principal, Depends(principal)]
 
 
 def ok(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(content, default=_encode, option=orjson.OPT_PASSTHROUGH_DATACLASS), status_code=status,
+                    media_type="application/json")
+
+
+def _run(run: Run) -> dict[str, Any]:
+    data = run.data
+    return {
+        "info": run.info,
+        "data": {"params": data.params, "tags": data.tags,
+                 "metrics": {k: float_out(v) for k, v in data.metrics.items()}},
+        "inputs": run.inputs,
+    }
+
+
+def _encode(obj: Any) -> Any:
+    # orjson would write non-finite metric values as null: runs are encoded by hand.
+    if isinstance(obj, Run):
+        return _run(obj)
+    if isinstance(obj, RunPage):
+        return {"runs": [_run(r) for r in obj.runs], "next_page_token": obj.next_page_token}
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise TypeError(type(obj).__name__)
 
 
 class CreateExperiment(BaseModel):
@@ -299,7 +323,7 @@ def metric_histories(
     out = {}
     for k, points in hist.items():
         out[k] = {
-            "value": [p.value if p.value == p.value and abs(p.value) != float("inf") else str(p.value).replace("nan", "NaN").replace("inf", "Infinity") for p in points],
+            "value": [float_out(p.value) for p in points],
             "timestamp": [p.timestamp for p in points],
             "step": [p.step for p in points],
         }

@@ -1,0 +1,86 @@
+"""The ``mlplane`` command: the root callback, the sub-apps and the one error boundary.
+
+Each command is one call into the SDK :class:`~mlplane.client.Client` (or, for
+``server`` and ``db``, into the server and database modules); see their
+docstrings for semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from mlplane._version import __version__
+from mlplane.cli import _common, db, experiments, quickstart, runs, server
+from mlplane.errors import MlplaneError
+
+
+class _Root(TyperGroup):
+    """Turns expected errors into ``error: <message>`` and exit 1, for every command.
+
+    This is the one place they are caught; it lives on the root command (not in
+    :func:`main`) so that tests invoking the app see exactly what users see.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                obj = ctx.obj
+                if isinstance(obj, _common.State):
+                    obj.close()
+        except MlplaneError as exc:
+            raise _common.fail(exc) from None
+
+
+app = typer.Typer(
+    name="mlplane",
+    cls=_Root,
+    help="mlplane: the whole machine-learning lifecycle, self-hosted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlplane {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    uri: str | None = typer.Option(
+        None,
+        "--uri",
+        envvar="MLPLANE_URI",
+        help="Store to use: a folder, sqlite:///… or postgresql://… (embedded), "
+        "or http(s)://host:port (a server). Default: embedded under MLPLANE_HOME.",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    ctx.obj = _common.State(uri or None)
+
+
+app.add_typer(experiments.app, name="experiments", help="Create, list, delete and restore experiments.")
+app.add_typer(runs.app, name="runs", help="List, inspect, compare, delete and restore runs.")
+app.add_typer(db.app, name="db", help="Manage the metadata database schema.")
+app.command("server")(server.server)
+app.command("quickstart")(quickstart.quickstart)
+
+
+def main() -> None:
+    """Console-script entry point (``mlplane``)."""
+    app(prog_name="mlplane")
+
+
+if __name__ == "__main__":
+    main()
