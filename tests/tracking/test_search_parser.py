@@ -88,15 +88,27 @@ VALID: list[tuple[str, Expr]] = [
     ("metrics.acc > 0.5 and params.model = 'rf' And tags.team = 'ml'", And((ACC, MODEL, TEAM))),
     ("metrics.acc > 0.5 OR params.model = 'rf'", Or((ACC, MODEL))),
     # AND binds tighter than OR, NOT tighter than AND.
-    ("metrics.acc > 0.5 OR params.model = 'rf' AND tags.team = 'ml'", Or((ACC, And((MODEL, TEAM))))),
-    ("metrics.acc > 0.5 AND params.model = 'rf' OR tags.team = 'ml'", Or((And((ACC, MODEL)), TEAM))),
+    (
+        "metrics.acc > 0.5 OR params.model = 'rf' AND tags.team = 'ml'",
+        Or((ACC, And((MODEL, TEAM)))),
+    ),
+    (
+        "metrics.acc > 0.5 AND params.model = 'rf' OR tags.team = 'ml'",
+        Or((And((ACC, MODEL)), TEAM)),
+    ),
     ("NOT metrics.acc > 0.5 AND params.model = 'rf'", And((Not(ACC), MODEL))),
     ("NOT NOT metrics.acc > 0.5", Not(Not(ACC))),
     ("NOT (metrics.acc > 0.5 OR params.model = 'rf')", Not(Or((ACC, MODEL)))),
-    ("(metrics.acc > 0.5 OR params.model = 'rf') AND tags.team = 'ml'", And((Or((ACC, MODEL)), TEAM))),
+    (
+        "(metrics.acc > 0.5 OR params.model = 'rf') AND tags.team = 'ml'",
+        And((Or((ACC, MODEL)), TEAM)),
+    ),
     ("((metrics.acc > 0.5))", ACC),
     # Explicit grouping of the same operator is kept, so render() round-trips.
-    ("(metrics.acc > 0.5 AND params.model = 'rf') AND tags.team = 'ml'", And((And((ACC, MODEL)), TEAM))),
+    (
+        "(metrics.acc > 0.5 AND params.model = 'rf') AND tags.team = 'ml'",
+        And((And((ACC, MODEL)), TEAM)),
+    ),
     ("(metrics.acc>0.5)OR(params.model='rf')", Or((ACC, MODEL))),
     ("\n\tmetrics.acc  >  0.5\n", ACC),
 ]
@@ -113,8 +125,11 @@ def test_no_filter(text: str | None) -> None:
 
 
 ERRORS: list[tuple[str, int, str]] = [
-    ("metrics.acc foo 1", 13, "expected a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE) after "
-     "'metrics.acc', got 'foo'"),
+    (
+        "metrics.acc foo 1",
+        13,
+        "expected a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE) after 'metrics.acc', got 'foo'",
+    ),
     ("metrics.acc", 12, "expected a comparator"),
     ("metrics.acc >", 14, "expected a number after 'metrics.acc >', got end of input"),
     ("metrics.acc > 'x'", 15, "'metrics.acc' is numeric"),
@@ -221,8 +236,14 @@ def test_order_by_item_must_be_a_string() -> None:
 
 @pytest.mark.parametrize(
     ("key", "spelling"),
-    [("acc", "acc"), ("val/loss", "val/loss"), ("a b", "`a b`"), ("x=y", "`x=y`"), ("a`b", '"a`b"'),
-     ('a`"b\\', '"a`\\"b\\\\"')],
+    [
+        ("acc", "acc"),
+        ("val/loss", "val/loss"),
+        ("a b", "`a b`"),
+        ("x=y", "`x=y`"),
+        ("a`b", '"a`b"'),
+        ('a`"b\\', '"a`\\"b\\\\"'),
+    ],
 )
 def test_render_key(key: str, spelling: str) -> None:
     assert render_key(key) == spelling
@@ -231,8 +252,26 @@ def test_render_key(key: str, spelling: str) -> None:
 # --- property tests ---------------------------------------------------------------
 
 KEYS = st.one_of(
-    st.sampled_from(["acc", "val/loss", "model.depth", "a b", "it's", 'say "hi"', "x`y", "a\\b",
-                     "and", "NOT", "1.5", "-", "(x)", "k=v", "a,b", "é ü"]),
+    st.sampled_from(
+        [
+            "acc",
+            "val/loss",
+            "model.depth",
+            "a b",
+            "it's",
+            'say "hi"',
+            "x`y",
+            "a\\b",
+            "and",
+            "NOT",
+            "1.5",
+            "-",
+            "(x)",
+            "k=v",
+            "a,b",
+            "é ü",
+        ]
+    ),
     st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=10),
 )
 STRINGS = st.text(st.characters(exclude_categories=("Cs",)), max_size=10)
@@ -290,16 +329,19 @@ def _spell(expr: Expr, draw: st.DrawFn) -> str:
         else:
             quote = draw(st.sampled_from(["'", '"']))
             items = expr.value if isinstance(expr.value, tuple) else (expr.value,)
-            spelled = [quote + v.replace("\\", "\\\\").replace(quote, quote * 2) + quote
-                       for v in items]
+            spelled = [
+                quote + v.replace("\\", "\\\\").replace(quote, quote * 2) + quote for v in items
+            ]
             value = f"({','.join(spelled)})" if isinstance(expr.value, tuple) else spelled[0]
         space = draw(st.sampled_from([" ", "  ", "\t"]))
         return f"{ident}{space}{op}{space}{value}"
     if isinstance(expr, Not):
         return f"{draw(st.sampled_from(['NOT', 'not']))} ({_spell(expr.operand, draw)})"
     word = draw(st.sampled_from(["AND", "and"] if isinstance(expr, And) else ["OR", "Or"]))
-    return f" {word} ".join(f"({_spell(o, draw)})" if isinstance(o, And | Or) else _spell(o, draw)
-                            for o in expr.operands)
+    return f" {word} ".join(
+        f"({_spell(o, draw)})" if isinstance(o, And | Or) else _spell(o, draw)
+        for o in expr.operands
+    )
 
 
 @settings(max_examples=200)
@@ -310,14 +352,47 @@ def test_other_spellings_parse_the_same(data: st.DataObject) -> None:
     assert parse_filter(text) == expr, text
 
 
-TOKENS = ["metrics.a", "params.`b c`", "tags.t", "status", "datasets.name", "AND", "OR", "NOT",
-          "(", ")", ",", "=", "!=", "<", ">=", "LIKE", "IN", "IS", "NULL", "'x'", '"y', "1.5",
-          "-inf", "`", ".", "'", "-", "created", "DESC"]
+TOKENS = [
+    "metrics.a",
+    "params.`b c`",
+    "tags.t",
+    "status",
+    "datasets.name",
+    "AND",
+    "OR",
+    "NOT",
+    "(",
+    ")",
+    ",",
+    "=",
+    "!=",
+    "<",
+    ">=",
+    "LIKE",
+    "IN",
+    "IS",
+    "NULL",
+    "'x'",
+    '"y',
+    "1.5",
+    "-inf",
+    "`",
+    ".",
+    "'",
+    "-",
+    "created",
+    "DESC",
+]
 
 
 @settings(max_examples=500)
-@given(st.one_of(st.text(max_size=40), st.lists(st.sampled_from(TOKENS), max_size=12).map(" ".join),
-                 st.lists(st.sampled_from(TOKENS), max_size=12).map("".join)))
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.lists(st.sampled_from(TOKENS), max_size=12).map(" ".join),
+        st.lists(st.sampled_from(TOKENS), max_size=12).map("".join),
+    )
+)
 def test_arbitrary_text_only_raises_invalid_input(text: str) -> None:
     for parse in (parse_filter, lambda t: parse_order_by([t])):
         try:

@@ -111,6 +111,10 @@ class LogBatch(BaseModel):
     tags: dict[str, str] = {}
 
 
+RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (LogBatch,)
+"""Bodies parsed by their routes themselves; the app adds them to the OpenAPI components."""
+
+
 class Inputs(BaseModel):
     inputs: list[RunInput]
 
