@@ -56,7 +56,9 @@ def drop_pg_database(url: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """No test ever touches ~/.mlplane, and the fluent API starts fresh each test."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("MLPLANE_HOME", str(home))
@@ -85,10 +87,28 @@ class ServerProcess:
         full_env.pop("MLPLANE_URI", None)
         self.log = open(home / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "mlplane.server.app:app_factory", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
-            env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "mlplane.server.app:app_factory",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+            ],
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -125,7 +145,9 @@ def sqlite_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(params=["sqlite", "postgres", "http"])
-def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Client]:
     """The same SDK client over each transport and store: the conformance suite runs on all."""
     if request.param == "sqlite":
         c = Client(settings=request.getfixturevalue("sqlite_settings"))

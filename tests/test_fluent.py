@@ -64,9 +64,8 @@ def test_failed_block_marks_run_failed(uri: str | None, unique: str) -> None:
 
 def test_second_run_needs_nested(unique: str) -> None:
     mlplane.set_experiment(f"nest-{unique}")
-    with mlplane.start_run():
-        with pytest.raises(errors.InvalidInput, match="nested=True"):
-            mlplane.start_run()
+    with mlplane.start_run(), pytest.raises(errors.InvalidInput, match="nested=True"):
+        mlplane.start_run()
 
 
 def test_seed_everything_is_recorded(unique: str) -> None:

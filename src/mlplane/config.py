@@ -108,5 +108,7 @@ def load_settings(**overrides: Any) -> Settings:
     settings = Settings(**overrides)
     if settings.uri and not settings.is_remote and "://" not in settings.uri:
         # A bare path as MLPLANE_URI means "embedded, home here".
-        settings = settings.model_copy(update={"home": Path(settings.uri).expanduser(), "uri": None})
+        settings = settings.model_copy(
+            update={"home": Path(settings.uri).expanduser(), "uri": None}
+        )
     return settings

@@ -55,8 +55,12 @@ class ActiveRun:
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             status = RunStatus.FINISHED
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -92,8 +96,9 @@ def client() -> Client:
         return _client
 
 
-def set_experiment(name: str | None = None, *, experiment_id: str | None = None,
-                   project: str | None = None) -> Experiment:
+def set_experiment(
+    name: str | None = None, *, experiment_id: str | None = None, project: str | None = None
+) -> Experiment:
     """Make an experiment current (created when named and missing)."""
     global _experiment_id
     c = client()
@@ -142,7 +147,9 @@ def start_run(
                 f"run {_stack[-1].run_id} is already active: end it first, or pass nested=True"
             )
         parent = parent_run_id or (_stack[-1].run_id if _stack and nested else None)
-    eid = experiment_id or (c.get_run(parent).info.experiment_id if parent else _current_experiment_id(c))
+    eid = experiment_id or (
+        c.get_run(parent).info.experiment_id if parent else _current_experiment_id(c)
+    )
     all_tags: dict[str, str] = dict(tags or {})
     ctx = None
     if capture_context:
@@ -191,7 +198,9 @@ def _start_sampler(active: ActiveRun, c: Client) -> None:
         for key, value in points:
             c.buffer.add(run_id, key, value, ts, step)
 
-    active._sampler = SystemMetricsSampler(sink, interval_s=c.settings.system_metrics_interval_s).start()
+    active._sampler = SystemMetricsSampler(
+        sink, interval_s=c.settings.system_metrics_interval_s
+    ).start()
 
 
 def active_run() -> ActiveRun | None:
@@ -240,8 +249,14 @@ def set_tags(tags: Mapping[str, object]) -> None:
     client().set_tags(_require_run().run_id, tags)
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None,
-               *, synchronous: bool = False) -> None:
+def log_metric(
+    key: str,
+    value: float,
+    step: int | None = None,
+    timestamp: int | None = None,
+    *,
+    synchronous: bool = False,
+) -> None:
     """Log one point; queued and sent in the background unless ``synchronous``."""
     run = _stack[-1] if _stack else _require_run()
     ts = timestamp if timestamp is not None else time.time_ns() // 1_000_000
@@ -251,8 +266,13 @@ def log_metric(key: str, value: float, step: int | None = None, timestamp: int |
         run._client.buffer.add(run.run_id, key, float(value), ts, step or 0)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None,
-                *, synchronous: bool = False) -> None:
+def log_metrics(
+    metrics: Mapping[str, float],
+    step: int | None = None,
+    timestamp: int | None = None,
+    *,
+    synchronous: bool = False,
+) -> None:
     run = _stack[-1] if _stack else _require_run()
     client().log_metrics(run.run_id, metrics, step or 0, timestamp, synchronous=synchronous)
 
@@ -273,12 +293,23 @@ def log_dict(data: Any, artifact_file: str) -> None:
     client().log_dict(_require_run().run_id, data, artifact_file)
 
 
-def log_input(name: str, *, kind: str = "dataset", version: str = "", digest: str = "",
-              source: str = "", context: str = "") -> None:
+def log_input(
+    name: str,
+    *,
+    kind: str = "dataset",
+    version: str = "",
+    digest: str = "",
+    source: str = "",
+    context: str = "",
+) -> None:
     """Record that the active run read ``name`` (a dataset version, usually)."""
     client().log_inputs(
         _require_run().run_id,
-        [RunInput(kind=kind, name=name, version=version, digest=digest, source=source, context=context)],
+        [
+            RunInput(
+                kind=kind, name=name, version=version, digest=digest, source=source, context=context
+            )
+        ],
     )
 
 
@@ -327,8 +358,9 @@ def search_runs(
     runs: list[Run] = []
     token = None
     while len(runs) < max_results:
-        page = c.search_runs(ids, filter_string, view_type, min(50_000, max_results - len(runs)),
-                             order_by, token)
+        page = c.search_runs(
+            ids, filter_string, view_type, min(50_000, max_results - len(runs)), order_by, token
+        )
         runs.extend(page.runs)
         token = page.next_page_token
         if not token:
@@ -347,7 +379,9 @@ def runs_to_frame(runs: Sequence[Run]) -> Any:
     for r in runs:
         i = r.info
         row: dict[str, Any] = {
-            "run_id": i.run_id, "experiment_id": i.experiment_id, "status": i.status,
+            "run_id": i.run_id,
+            "experiment_id": i.experiment_id,
+            "status": i.status,
             "artifact_uri": i.artifact_uri,
             "start_time": pd.to_datetime(i.start_time, unit="ms", utc=True),
             "end_time": pd.to_datetime(i.end_time, unit="ms", utc=True) if i.end_time else pd.NaT,

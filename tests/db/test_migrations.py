@@ -23,28 +23,50 @@ def _first_schema_db(url: str) -> Database:
     db = Database(url)
     upgrade(db, "0001_initial")
     with db.write() as s:
-        s.execute(text("INSERT INTO projects (id, name, description, created_at) VALUES (1, 'default', '', 1)"))
-        s.execute(text(
-            "INSERT INTO experiments (id, project_id, name, description, artifact_location, "
-            "lifecycle_stage, creation_time, last_update_time) "
-            "VALUES (1, 1, 'old', '', 'mlplane-artifacts:/1', 'active', 1, 1)"
-        ))
-        s.execute(text(
-            "INSERT INTO runs (id, experiment_id, name, status, start_time, lifecycle_stage, user_id, "
-            "artifact_uri) VALUES ('" + "a" * 32 + "', 1, 'r', 'FINISHED', 5, 'active', 'me', '')"
-        ))
-        s.execute(text("INSERT INTO params (run_id, key, value) VALUES ('" + "a" * 32 + "', 'lr', '0.1')"))
-        s.execute(text(
-            "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES ('" + "a" * 32 + "', 'acc', 0, 5, 0.9)"
-        ))
-        s.execute(text(
-            "INSERT INTO latest_metrics (run_id, key, step, timestamp, value) VALUES ('" + "a" * 32 + "', 'acc', 0, 5, 0.9)"
-        ))
+        s.execute(
+            text(
+                "INSERT INTO projects (id, name, description, created_at) VALUES (1, 'default', '', 1)"
+            )
+        )
+        s.execute(
+            text(
+                "INSERT INTO experiments (id, project_id, name, description, artifact_location, "
+                "lifecycle_stage, creation_time, last_update_time) "
+                "VALUES (1, 1, 'old', '', 'mlplane-artifacts:/1', 'active', 1, 1)"
+            )
+        )
+        s.execute(
+            text(
+                "INSERT INTO runs (id, experiment_id, name, status, start_time, lifecycle_stage, user_id, "
+                "artifact_uri) VALUES ('"
+                + "a" * 32
+                + "', 1, 'r', 'FINISHED', 5, 'active', 'me', '')"
+            )
+        )
+        s.execute(
+            text("INSERT INTO params (run_id, key, value) VALUES ('" + "a" * 32 + "', 'lr', '0.1')")
+        )
+        s.execute(
+            text(
+                "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES ('"
+                + "a" * 32
+                + "', 'acc', 0, 5, 0.9)"
+            )
+        )
+        s.execute(
+            text(
+                "INSERT INTO latest_metrics (run_id, key, step, timestamp, value) VALUES ('"
+                + "a" * 32
+                + "', 'acc', 0, 5, 0.9)"
+            )
+        )
     return db
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_upgrade_from_the_first_schema_keeps_data(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_upgrade_from_the_first_schema_keeps_data(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
     else:

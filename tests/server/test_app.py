@@ -28,7 +28,9 @@ def test_every_error_class_has_one_status() -> None:
 def test_every_error_code_maps_back_in_the_sdk() -> None:
     from mlplane.client.http import ERRORS_BY_CODE
 
-    assert {c for c in _all_error_classes() if c is not errors.MlplaneError} == set(ERRORS_BY_CODE.values())
+    assert {c for c in _all_error_classes() if c is not errors.MlplaneError} == set(
+        ERRORS_BY_CODE.values()
+    )
 
 
 @pytest.fixture
@@ -61,12 +63,19 @@ def test_health_ready_metrics_openapi(http: httpx.Client) -> None:
         ("POST", "/api/v1/runs/search", b'{"experiment_ids": ["1"], "filter": "metrics.a >"}', 400),
         ("POST", "/api/v1/runs/search", b'{"experiment_ids": ["1"], "max_results": 0}', 422),
         ("POST", "/api/v1/runs/" + "0" * 32 + "/log-batch", b"garbage", 400),
-        ("POST", "/api/v1/runs/" + "0" * 32 + "/log-batch", b'{"metrics": {"key": ["a"], "value": [], "timestamp": [], "step": []}}', 400),
+        (
+            "POST",
+            "/api/v1/runs/" + "0" * 32 + "/log-batch",
+            b'{"metrics": {"key": ["a"], "value": [], "timestamp": [], "step": []}}',
+            400,
+        ),
         ("GET", "/api/v1/nope", None, 404),
         ("DELETE", "/healthz", None, 405),
     ],
 )
-def test_bad_input_is_a_4xx_problem(http: httpx.Client, method: str, path: str, body: bytes | None, status: int) -> None:
+def test_bad_input_is_a_4xx_problem(
+    http: httpx.Client, method: str, path: str, body: bytes | None, status: int
+) -> None:
     resp = http.request(method, path, content=body, headers={"Content-Type": "application/json"})
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
@@ -77,24 +86,37 @@ def test_bad_input_is_a_4xx_problem(http: httpx.Client, method: str, path: str, 
 
 def test_search_error_points_at_the_column(http: httpx.Client) -> None:
     eid = http.post("/api/v1/experiments", json={"name": "cols"}).json()["experiment_id"]
-    resp = http.post("/api/v1/runs/search", json={"experiment_ids": [eid], "filter": "metrics.acc > 1 and"})
+    resp = http.post(
+        "/api/v1/runs/search", json={"experiment_ids": [eid], "filter": "metrics.acc > 1 and"}
+    )
     assert resp.status_code == 400 and resp.json()["column"] >= 17
 
 
 def test_oversized_batch_is_refused_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    srv = ServerProcess(tmp_path, env={"MLPLANE_MAX_REQUEST_BYTES": "2000", "MLPLANE_MAX_BATCH_POINTS": "10"})
+    srv = ServerProcess(
+        tmp_path, env={"MLPLANE_MAX_REQUEST_BYTES": "2000", "MLPLANE_MAX_BATCH_POINTS": "10"}
+    )
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as http:
             eid = http.post("/api/v1/experiments", json={"name": "big"}).json()["experiment_id"]
             rid = http.post("/api/v1/runs", json={"experiment_id": eid}).json()["info"]["run_id"]
             n = 11
-            cols = {"key": ["k"] * n, "value": [1.0] * n, "timestamp": [1] * n, "step": list(range(n))}
-            resp = http.post(f"/api/v1/runs/{rid}/log-batch", json={"metrics": cols, "params": {"a": "1"}})
+            cols = {
+                "key": ["k"] * n,
+                "value": [1.0] * n,
+                "timestamp": [1] * n,
+                "step": list(range(n)),
+            }
+            resp = http.post(
+                f"/api/v1/runs/{rid}/log-batch", json={"metrics": cols, "params": {"a": "1"}}
+            )
             assert resp.status_code == 413 and "limit is 10" in resp.json()["detail"]
             resp = http.post(f"/api/v1/runs/{rid}/log-batch", content=b"x" * 5000)
             assert resp.status_code == 413
             run = http.get(f"/api/v1/runs/{rid}").json()
-            assert run["data"]["metrics"] == {} and run["data"]["params"] == {}  # nothing half-written
+            assert (
+                run["data"]["metrics"] == {} and run["data"]["params"] == {}
+            )  # nothing half-written
     finally:
         srv.stop()
 

@@ -63,7 +63,9 @@ def test_experiment_pagination(client: Client, unique: str) -> None:
     seen: list[str] = []
     token = None
     while True:
-        page = client.search_experiments(name_like=f"page-{unique}-%", max_results=2, page_token=token)
+        page = client.search_experiments(
+            name_like=f"page-{unique}-%", max_results=2, page_token=token
+        )
         assert len(page.experiments) <= 2
         seen += [e.experiment_id for e in page.experiments]
         token = page.next_page_token
@@ -168,9 +170,14 @@ def test_metric_history_and_latest(client: Client, unique: str) -> None:
 
 def test_non_finite_metric_values(client: Client, unique: str) -> None:
     rid = client.create_run(_exp(client, unique)).info.run_id
-    client.log_batch(rid, metrics=[
-        Metric("nan", math.nan, 1, 0), Metric("inf", math.inf, 1, 0), Metric("ninf", -math.inf, 1, 0),
-    ])
+    client.log_batch(
+        rid,
+        metrics=[
+            Metric("nan", math.nan, 1, 0),
+            Metric("inf", math.inf, 1, 0),
+            Metric("ninf", -math.inf, 1, 0),
+        ],
+    )
     m = client.get_run(rid).data.metrics
     assert math.isnan(m["nan"]) and m["inf"] == math.inf and m["ninf"] == -math.inf
     assert math.isnan(client.get_metric_history(rid, "nan")[0].value)
@@ -221,10 +228,21 @@ def test_search_filters_and_order(client: Client, unique: str) -> None:
     def search(flt: str, order: list[str] | None = None) -> list[str]:
         return [names[r.run_id] for r in client.search_runs(eid, flt, order_by=order).runs]
 
-    assert search("metrics.acc >= 0.5 and params.model = 'rf'", ["metrics.acc DESC"]) == ["r09", "r06"]
-    assert search("tags.team LIKE 'ml%'", ["attributes.run_name ASC"]) == [f"r{i:02d}" for i in range(6)]
+    assert search("metrics.acc >= 0.5 and params.model = 'rf'", ["metrics.acc DESC"]) == [
+        "r09",
+        "r06",
+    ]
+    assert search("tags.team LIKE 'ml%'", ["attributes.run_name ASC"]) == [
+        f"r{i:02d}" for i in range(6)
+    ]
     assert sorted(search("params.model = 'gb' OR (params.model = 'rf' AND metrics.acc < 0.3)")) == [
-        "r00", "r02", "r03", "r05", "r08", "r11"]
+        "r00",
+        "r02",
+        "r03",
+        "r05",
+        "r08",
+        "r11",
+    ]
     assert search("attributes.status = 'RUNNING'", ["metrics.acc ASC"])[-1] == "r11"  # missing last
     assert search("", ["metrics.acc DESC"])[0] == "r10"
 
@@ -234,7 +252,9 @@ def test_search_pagination(client: Client, unique: str) -> None:
     seen: list[str] = []
     token = None
     while True:
-        page = client.search_runs(eid, order_by=["params.depth ASC"], max_results=5, page_token=token)
+        page = client.search_runs(
+            eid, order_by=["params.depth ASC"], max_results=5, page_token=token
+        )
         seen += [names[r.run_id] for r in page.runs]
         token = page.next_page_token
         if not token:
@@ -293,11 +313,25 @@ def test_artifacts(client: Client, unique: str, tmp_path: Path) -> None:
 
 def test_inputs(client: Client, unique: str) -> None:
     rid = client.create_run(_exp(client, unique)).info.run_id
-    client.log_inputs(rid, [RunInput(kind="dataset", name="transactions", version="3", digest="b3:ab",
-                                     context="training")])
+    client.log_inputs(
+        rid,
+        [
+            RunInput(
+                kind="dataset", name="transactions", version="3", digest="b3:ab", context="training"
+            )
+        ],
+    )
     run = client.get_run(rid)
-    assert run.inputs == [RunInput(kind="dataset", name="transactions", version="3", digest="b3:ab",
-                                   source="", context="training")]
+    assert run.inputs == [
+        RunInput(
+            kind="dataset",
+            name="transactions",
+            version="3",
+            digest="b3:ab",
+            source="",
+            context="training",
+        )
+    ]
     eid = run.info.experiment_id
     found = client.search_runs(eid, "datasets.name = 'transactions'").runs
     assert [r.run_id for r in found] == [rid]

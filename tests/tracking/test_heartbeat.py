@@ -64,8 +64,11 @@ def _wait_failed(client: Client, run_id: str, timeout: float = 20) -> str:
 
 @pytest.mark.slow
 def test_killed_embedded_run_is_marked_failed(tmp_path: Path) -> None:
-    env = {"MLPLANE_HOME": str(tmp_path), "MLPLANE_HEARTBEAT_INTERVAL_S": "0.2",
-           "MLPLANE_FLUSH_INTERVAL_S": "0.1"}
+    env = {
+        "MLPLANE_HOME": str(tmp_path),
+        "MLPLANE_HEARTBEAT_INTERVAL_S": "0.2",
+        "MLPLANE_FLUSH_INTERVAL_S": "0.1",
+    }
     run_id, flushed = _run_child(env, tmp_path)
     client = Client(settings=load_settings(home=tmp_path, heartbeat_timeout_s=1.0))
     assert client.get_run(run_id).info.status in ("RUNNING", "FAILED")
@@ -81,8 +84,11 @@ def test_killed_embedded_run_is_marked_failed(tmp_path: Path) -> None:
 def test_killed_remote_run_is_marked_failed_by_the_server(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, env={"MLPLANE_HEARTBEAT_TIMEOUT_S": "1.5"})
     try:
-        env = {"MLPLANE_URI": srv.url, "MLPLANE_HEARTBEAT_INTERVAL_S": "0.2",
-               "MLPLANE_FLUSH_INTERVAL_S": "0.1"}
+        env = {
+            "MLPLANE_URI": srv.url,
+            "MLPLANE_HEARTBEAT_INTERVAL_S": "0.2",
+            "MLPLANE_FLUSH_INTERVAL_S": "0.1",
+        }
         run_id, flushed = _run_child(env, tmp_path)
         client = Client(srv.url)
         assert _wait_failed(client, run_id) == "FAILED"
@@ -95,8 +101,9 @@ def test_killed_remote_run_is_marked_failed_by_the_server(tmp_path: Path) -> Non
 
 def test_sigterm_flushes_queued_points_and_kills_the_run(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import time, mlplane
         run = mlplane.start_run("stopped", capture_context=False)
         for step in range(3000):
@@ -104,9 +111,12 @@ def test_sigterm_flushes_queued_points_and_kills_the_run(tmp_path: Path) -> None
         print(run.run_id, flush=True)
         time.sleep(60)
         """
-    ))
+        )
+    )
     env = {**os.environ, "MLPLANE_HOME": str(tmp_path), "MLPLANE_FLUSH_INTERVAL_S": "30"}
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
     proc.send_signal(signal.SIGTERM)
@@ -123,8 +133,9 @@ def test_normal_exit_flushes_and_finishes(tmp_path: Path) -> None:
         "[mlplane.log_metric('m', i, step=i) for i in range(1234)]\nprint(r.run_id)\n"
     )
     env = {**os.environ, "MLPLANE_HOME": str(tmp_path), "MLPLANE_FLUSH_INTERVAL_S": "30"}
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, check=True
+    )
     run_id = out.stdout.strip()
     client = Client(settings=load_settings(home=tmp_path))
     assert client.get_run(run_id).info.status == "FINISHED"

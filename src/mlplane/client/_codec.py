@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlplane._json import float_in, float_out
-
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -18,6 +17,7 @@ from mlplane.tracking.entities import (
     RunInput,
     RunPage,
 )
+
 
 def metrics_columns(points: Sequence[Metric]) -> dict[str, list[Any]]:
     keys, values, timestamps, steps = [], [], [], []

@@ -103,9 +103,9 @@ class MetricBuffer:
         by_run: dict[str, list[Metric]] = defaultdict(list)
         for run_id, key, value, ts, step in batch:
             by_run[run_id].append(Metric(key, value, ts, step))
-        for run_id, points in by_run.items():
-            for i in range(0, len(points), self._max):
-                chunk = points[i : i + self._max]
+        for run_id, run_points in by_run.items():
+            for i in range(0, len(run_points), self._max):
+                chunk = run_points[i : i + self._max]
                 try:
                     self._send(run_id, chunk)
                     self.sent += len(chunk)

@@ -8,15 +8,18 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplane.client.buffer import MetricBuffer
 from mlplane.client.transport import Transport
 from mlplane.config import Settings, load_settings
 from mlplane.errors import InvalidInput, NotFound
 from mlplane.projects import DEFAULT_PROJECT
-from mlplane.security import Principal
 from mlplane.tracking import validation as check
+
+if TYPE_CHECKING:
+    from mlplane.security import Principal
+
 from mlplane.tracking.entities import (
     TAG_NOTE,
     ArtifactInfo,
@@ -83,14 +86,19 @@ class Client:
     ) -> str:
         """Create an experiment and return its id."""
         return self.transport.create_experiment(
-            name, project=project, artifact_location=artifact_location, tags=tags,
+            name,
+            project=project,
+            artifact_location=artifact_location,
+            tags=tags,
             description=description,
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         return self.transport.get_experiment(str(experiment_id))
 
-    def get_experiment_by_name(self, name: str, *, project: str = DEFAULT_PROJECT) -> Experiment | None:
+    def get_experiment_by_name(
+        self, name: str, *, project: str = DEFAULT_PROJECT
+    ) -> Experiment | None:
         """The experiment named ``name``, or None."""
         try:
             return self.transport.get_experiment_by_name(name, project=project)
@@ -119,8 +127,11 @@ class Client:
         page_token: str | None = None,
     ) -> ExperimentPage:
         return self.transport.search_experiments(
-            view_type=str(ViewType(view_type)), name_like=name_like, project=project,
-            max_results=max_results, page_token=page_token,
+            view_type=str(ViewType(view_type)),
+            name_like=name_like,
+            project=project,
+            max_results=max_results,
+            page_token=page_token,
         )
 
     def list_experiments(self, **kwargs: Any) -> list[Experiment]:
@@ -137,7 +148,9 @@ class Client:
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         self.transport.update_experiment(str(experiment_id), name=new_name, description=None)
 
-    def update_experiment(self, experiment_id: str, *, name: str | None = None, description: str | None = None) -> None:
+    def update_experiment(
+        self, experiment_id: str, *, name: str | None = None, description: str | None = None
+    ) -> None:
         self.transport.update_experiment(str(experiment_id), name=name, description=description)
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
@@ -163,21 +176,37 @@ class Client:
     ) -> Run:
         """Start a run (status RUNNING)."""
         return self.transport.create_run(
-            str(experiment_id), run_name=run_name, start_time=start_time, tags=tags,
-            parent_run_id=parent_run_id, heartbeat=heartbeat,
+            str(experiment_id),
+            run_name=run_name,
+            start_time=start_time,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            heartbeat=heartbeat,
         )
 
     def get_run(self, run_id: str) -> Run:
         return self.transport.get_run(run_id)
 
-    def update_run(self, run_id: str, *, status: str | None = None, end_time: int | None = None,
-                   run_name: str | None = None) -> RunInfo:
-        return self.transport.update_run(run_id, status=status, end_time=end_time, run_name=run_name)
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> RunInfo:
+        return self.transport.update_run(
+            run_id, status=status, end_time=end_time, run_name=run_name
+        )
 
-    def set_terminated(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> RunInfo:
+    def set_terminated(
+        self, run_id: str, status: str = "FINISHED", end_time: int | None = None
+    ) -> RunInfo:
         """End a run: FINISHED, FAILED or KILLED. Queued metrics are sent first."""
         if status.upper() not in ("FINISHED", "FAILED", "KILLED"):
-            raise InvalidInput(f"{status!r} is not a terminal status: use FINISHED, FAILED or KILLED")
+            raise InvalidInput(
+                f"{status!r} is not a terminal status: use FINISHED, FAILED or KILLED"
+            )
         self.flush()
         return self.update_run(run_id, status=status.upper(), end_time=end_time or _now_ms())
 
@@ -239,12 +268,19 @@ class Client:
             self.buffer.add(run_id, key, value, ts, step)
 
     def log_metrics(
-        self, run_id: str, metrics: Mapping[str, float], step: int = 0, timestamp: int | None = None,
-        *, synchronous: bool = True,
+        self,
+        run_id: str,
+        metrics: Mapping[str, float],
+        step: int = 0,
+        timestamp: int | None = None,
+        *,
+        synchronous: bool = True,
     ) -> None:
         ts = timestamp if timestamp is not None else _now_ms()
         if synchronous:
-            self.log_batch(run_id, metrics=[Metric(k, float(v), ts, int(step)) for k, v in metrics.items()])
+            self.log_batch(
+                run_id, metrics=[Metric(k, float(v), ts, int(step)) for k, v in metrics.items()]
+            )
         else:
             add = self.buffer.add
             for k, v in metrics.items():
@@ -256,7 +292,9 @@ class Client:
         if self._buffer is None:
             s = self.settings
             self._buffer = MetricBuffer(
-                lambda run_id, pts: self.transport.log_batch(run_id, metrics=pts, params=None, tags=None),
+                lambda run_id, pts: self.transport.log_batch(
+                    run_id, metrics=pts, params=None, tags=None
+                ),
                 heartbeat=self.transport.heartbeat,
                 flush_interval_s=s.flush_interval_s,
                 flush_max_points=s.flush_max_points,
@@ -275,7 +313,9 @@ class Client:
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         return self.transport.get_metric_histories(run_id, [key]).get(key, [])
 
-    def get_metric_histories(self, run_id: str, keys: Sequence[str] | None = None) -> dict[str, list[Metric]]:
+    def get_metric_histories(
+        self, run_id: str, keys: Sequence[str] | None = None
+    ) -> dict[str, list[Metric]]:
         return self.transport.get_metric_histories(run_id, keys)
 
     # -- search ------------------------------------------------------------------------------
@@ -292,8 +332,11 @@ class Client:
         """One page of runs matching the filter (MLflow syntax, plus OR and parentheses)."""
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         return self.transport.search_runs(
-            [str(i) for i in ids], filter_string=filter_string or None,
-            view_type=str(ViewType(view_type)), max_results=max_results, order_by=order_by,
+            [str(i) for i in ids],
+            filter_string=filter_string or None,
+            view_type=str(ViewType(view_type)),
+            max_results=max_results,
+            order_by=order_by,
             page_token=page_token,
         )
 
@@ -309,7 +352,9 @@ class Client:
 
     # -- artifacts ---------------------------------------------------------------------------
 
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> ArtifactInfo:
+    def log_artifact(
+        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> ArtifactInfo:
         """Store a local file under ``artifact_path/<file name>``."""
         p = Path(local_path)
         if not p.is_file():
@@ -317,7 +362,9 @@ class Client:
         dest = f"{artifact_path.strip('/')}/{p.name}" if artifact_path else p.name
         return self.transport.log_artifact(run_id, check.artifact_path(dest), p)
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[ArtifactInfo]:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[ArtifactInfo]:
         """Store every file below a local folder, keeping the layout."""
         root = Path(local_dir)
         if not root.is_dir():
@@ -337,15 +384,21 @@ class Client:
             return self.transport.log_artifact(run_id, check.artifact_path(artifact_file), f)
 
     def log_dict(self, run_id: str, data: Any, artifact_file: str) -> ArtifactInfo:
-        return self.log_text(run_id, json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file)
+        return self.log_text(
+            run_id, json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file
+        )
 
-    def list_artifacts(self, run_id: str, path: str | None = None, *, recursive: bool = False) -> list[ArtifactInfo]:
+    def list_artifacts(
+        self, run_id: str, path: str | None = None, *, recursive: bool = False
+    ) -> list[ArtifactInfo]:
         return self.transport.list_artifacts(run_id, path, recursive=recursive)
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         return b"".join(self.transport.iter_artifact(run_id, path))
 
-    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None) -> str:
+    def download_artifacts(
+        self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None
+    ) -> str:
         """Download a file or a folder of artifacts; returns the local path."""
         dst = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="mlplane-"))
         clean = check.artifact_path(path, allow_root=True)
@@ -356,7 +409,7 @@ class Client:
             return str(single)
         base = (clean + "/") if clean else ""
         for f in files:
-            rel = f.path[len(base):] if clean else f.path
+            rel = f.path[len(base) :] if clean else f.path
             self._download_one(run_id, f.path, dst / (Path(clean).name if clean else "") / rel)
         return str(dst / Path(clean).name) if clean else str(dst)
 

@@ -49,8 +49,12 @@ class EmbeddedTransport(Transport):
 
     def create_experiment(self, name, *, project, artifact_location, tags, description):  # type: ignore[no-untyped-def]
         return self._t.create_experiment(
-            self.principal, name, project=project, artifact_location=artifact_location,
-            tags=tags, description=description,
+            self.principal,
+            name,
+            project=project,
+            artifact_location=artifact_location,
+            tags=tags,
+            description=description,
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -59,13 +63,21 @@ class EmbeddedTransport(Transport):
     def get_experiment_by_name(self, name: str, *, project: str) -> Experiment:
         return self._t.get_experiment_by_name(self.principal, name, project=project)
 
-    def search_experiments(self, *, view_type, name_like, project, max_results, page_token) -> ExperimentPage:  # type: ignore[no-untyped-def]
+    def search_experiments(
+        self, *, view_type, name_like, project, max_results, page_token
+    ) -> ExperimentPage:  # type: ignore[no-untyped-def]
         return self._t.search_experiments(
-            self.principal, view_type=ViewType(view_type), name_like=name_like, project=project,
-            max_results=max_results, page_token=page_token,
+            self.principal,
+            view_type=ViewType(view_type),
+            name_like=name_like,
+            project=project,
+            max_results=max_results,
+            page_token=page_token,
         )
 
-    def update_experiment(self, experiment_id: str, *, name: str | None, description: str | None) -> None:
+    def update_experiment(
+        self, experiment_id: str, *, name: str | None, description: str | None
+    ) -> None:
         self._t.update_experiment(self.principal, experiment_id, name=name, description=description)
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
@@ -77,18 +89,29 @@ class EmbeddedTransport(Transport):
     def restore_experiment(self, experiment_id: str) -> None:
         self._t.restore_experiment(self.principal, experiment_id)
 
-    def create_run(self, experiment_id, *, run_name, start_time, tags, parent_run_id, heartbeat) -> Run:  # type: ignore[no-untyped-def]
+    def create_run(
+        self, experiment_id, *, run_name, start_time, tags, parent_run_id, heartbeat
+    ) -> Run:  # type: ignore[no-untyped-def]
         return self._t.create_run(
-            self.principal, experiment_id, run_name=run_name, start_time=start_time, tags=tags,
-            parent_run_id=parent_run_id, heartbeat=heartbeat,
+            self.principal,
+            experiment_id,
+            run_name=run_name,
+            start_time=start_time,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            heartbeat=heartbeat,
         )
 
     def get_run(self, run_id: str) -> Run:
         self._maybe_reap()
         return self._t.get_run(self.principal, run_id)
 
-    def update_run(self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None) -> RunInfo:
-        return self._t.update_run(self.principal, run_id, status=status, end_time=end_time, run_name=run_name)
+    def update_run(
+        self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo:
+        return self._t.update_run(
+            self.principal, run_id, status=status, end_time=end_time, run_name=run_name
+        )
 
     def delete_run(self, run_id: str) -> None:
         self._t.delete_run(self.principal, run_id)
@@ -99,8 +122,14 @@ class EmbeddedTransport(Transport):
     def purge_run(self, run_id: str) -> None:
         self._t.purge_run(self.principal, run_id)
 
-    def log_batch(self, run_id: str, *, metrics: Sequence[Metric], params: Mapping[str, object] | None,
-                  tags: Mapping[str, object] | None) -> None:
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric],
+        params: Mapping[str, object] | None,
+        tags: Mapping[str, object] | None,
+    ) -> None:
         self._t.log_batch(self.principal, run_id, metrics=metrics, params=params, tags=tags)
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -109,23 +138,36 @@ class EmbeddedTransport(Transport):
     def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
         self._t.log_inputs(self.principal, run_id, inputs)
 
-    def get_metric_histories(self, run_id: str, keys: Sequence[str] | None) -> dict[str, list[Metric]]:
+    def get_metric_histories(
+        self, run_id: str, keys: Sequence[str] | None
+    ) -> dict[str, list[Metric]]:
         return self._t.get_metric_histories(self.principal, run_id, keys)
 
-    def search_runs(self, experiment_ids, *, filter_string, view_type, max_results, order_by, page_token) -> RunPage:  # type: ignore[no-untyped-def]
+    def search_runs(
+        self, experiment_ids, *, filter_string, view_type, max_results, order_by, page_token
+    ) -> RunPage:  # type: ignore[no-untyped-def]
         self._maybe_reap()
         return self._t.search_runs(
-            self.principal, experiment_ids, filter_string=filter_string, view_type=ViewType(view_type),
-            max_results=max_results, order_by=order_by, page_token=page_token,
+            self.principal,
+            experiment_ids,
+            filter_string=filter_string,
+            view_type=ViewType(view_type),
+            max_results=max_results,
+            order_by=order_by,
+            page_token=page_token,
         )
 
     def heartbeat(self, run_ids: Sequence[str]) -> None:
         self._t.heartbeat(self.principal, run_ids)
 
-    def log_artifact(self, run_id: str, path: str, local_file: str | os.PathLike[str]) -> ArtifactInfo:
+    def log_artifact(
+        self, run_id: str, path: str, local_file: str | os.PathLike[str]
+    ) -> ArtifactInfo:
         return self._t.log_artifact(self.principal, run_id, path, local_file)
 
-    def list_artifacts(self, run_id: str, path: str | None, *, recursive: bool) -> list[ArtifactInfo]:
+    def list_artifacts(
+        self, run_id: str, path: str | None, *, recursive: bool
+    ) -> list[ArtifactInfo]:
         return self._t.list_artifacts(self.principal, run_id, path, recursive=recursive)
 
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:

@@ -37,10 +37,20 @@ from mlplane.tracking.entities import (
 ERRORS_BY_CODE: dict[str, type[errors.MlplaneError]] = {
     cls.code: cls
     for cls in (
-        errors.InvalidInput, errors.NotFound, errors.AlreadyExists, errors.Conflict,
-        errors.Unauthenticated, errors.PermissionDenied, errors.PayloadTooLarge,
-        errors.RateLimited, errors.BudgetExceeded, errors.QualityGateFailed,
-        errors.UnsafeArtifact, errors.TamperedArtifact, errors.SchemaOutdated, errors.Unavailable,
+        errors.InvalidInput,
+        errors.NotFound,
+        errors.AlreadyExists,
+        errors.Conflict,
+        errors.Unauthenticated,
+        errors.PermissionDenied,
+        errors.PayloadTooLarge,
+        errors.RateLimited,
+        errors.BudgetExceeded,
+        errors.QualityGateFailed,
+        errors.UnsafeArtifact,
+        errors.TamperedArtifact,
+        errors.SchemaOutdated,
+        errors.Unavailable,
     )
 }
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -82,8 +92,14 @@ class HttpTransport(Transport):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _call(
-        self, method: str, path: str, *, json: Any = None, params: Any = None,
-        content: Any = None, retry: bool = True,
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        content: Any = None,
+        retry: bool = True,
     ) -> Any:
         body = orjson.dumps(json) if json is not None else content
         headers = {"Content-Type": "application/json"} if json is not None else None
@@ -91,10 +107,14 @@ class HttpTransport(Transport):
         delay = 0.2
         while True:
             try:
-                resp = self._http.request(method, path, content=body, params=params, headers=headers)
+                resp = self._http.request(
+                    method, path, content=body, params=params, headers=headers
+                )
             except httpx.TransportError as exc:
                 if time.monotonic() + delay > deadline:
-                    raise errors.Unavailable(f"cannot reach the mlplane server at {self.base}: {exc}") from exc
+                    raise errors.Unavailable(
+                        f"cannot reach the mlplane server at {self.base}: {exc}"
+                    ) from exc
             else:
                 if resp.status_code < 400:
                     return orjson.loads(resp.content) if resp.content else None
@@ -109,10 +129,18 @@ class HttpTransport(Transport):
     # -- experiments -------------------------------------------------------------------------
 
     def create_experiment(self, name, *, project, artifact_location, tags, description):  # type: ignore[no-untyped-def]
-        out = self._call("POST", "/experiments", json={
-            "name": name, "project": project, "artifact_location": artifact_location,
-            "tags": dict(tags or {}), "description": description,
-        }, retry=False)
+        out = self._call(
+            "POST",
+            "/experiments",
+            json={
+                "name": name,
+                "project": project,
+                "artifact_location": artifact_location,
+                "tags": dict(tags or {}),
+                "description": description,
+            },
+            retry=False,
+        )
         return str(out["experiment_id"])
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -123,18 +151,28 @@ class HttpTransport(Transport):
             self._call("GET", "/experiments/by-name", params={"name": name, "project": project})
         )
 
-    def search_experiments(self, *, view_type, name_like, project, max_results, page_token) -> ExperimentPage:  # type: ignore[no-untyped-def]
+    def search_experiments(
+        self, *, view_type, name_like, project, max_results, page_token
+    ) -> ExperimentPage:  # type: ignore[no-untyped-def]
         params = {"view_type": str(view_type), "max_results": max_results}
         for k, v in (("name_like", name_like), ("project", project), ("page_token", page_token)):
             if v:
                 params[k] = v
         return codec.experiment_page(self._call("GET", "/experiments", params=params))
 
-    def update_experiment(self, experiment_id: str, *, name: str | None, description: str | None) -> None:
-        self._call("PATCH", f"/experiments/{_q(str(experiment_id))}", json={"name": name, "description": description})
+    def update_experiment(
+        self, experiment_id: str, *, name: str | None, description: str | None
+    ) -> None:
+        self._call(
+            "PATCH",
+            f"/experiments/{_q(str(experiment_id))}",
+            json={"name": name, "description": description},
+        )
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
-        self._call("PUT", f"/experiments/{_q(str(experiment_id))}/tags/{_q(key)}", json={"value": value})
+        self._call(
+            "PUT", f"/experiments/{_q(str(experiment_id))}/tags/{_q(key)}", json={"value": value}
+        )
 
     def delete_experiment(self, experiment_id: str) -> None:
         self._call("DELETE", f"/experiments/{_q(str(experiment_id))}", retry=False)
@@ -144,19 +182,42 @@ class HttpTransport(Transport):
 
     # -- runs --------------------------------------------------------------------------------
 
-    def create_run(self, experiment_id, *, run_name, start_time, tags, parent_run_id, heartbeat) -> Run:  # type: ignore[no-untyped-def]
-        return codec.run(self._call("POST", "/runs", json={
-            "experiment_id": str(experiment_id), "run_name": run_name, "start_time": start_time,
-            "tags": dict(tags or {}), "parent_run_id": parent_run_id, "heartbeat": heartbeat,
-        }, retry=False))
+    def create_run(
+        self, experiment_id, *, run_name, start_time, tags, parent_run_id, heartbeat
+    ) -> Run:  # type: ignore[no-untyped-def]
+        return codec.run(
+            self._call(
+                "POST",
+                "/runs",
+                json={
+                    "experiment_id": str(experiment_id),
+                    "run_name": run_name,
+                    "start_time": start_time,
+                    "tags": dict(tags or {}),
+                    "parent_run_id": parent_run_id,
+                    "heartbeat": heartbeat,
+                },
+                retry=False,
+            )
+        )
 
     def get_run(self, run_id: str) -> Run:
         return codec.run(self._call("GET", f"/runs/{_r(run_id)}"))
 
-    def update_run(self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None) -> RunInfo:
-        return codec.run_info(self._call("PATCH", f"/runs/{_r(run_id)}", json={
-            "status": status, "end_time": end_time, "run_name": run_name,
-        }))
+    def update_run(
+        self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo:
+        return codec.run_info(
+            self._call(
+                "PATCH",
+                f"/runs/{_r(run_id)}",
+                json={
+                    "status": status,
+                    "end_time": end_time,
+                    "run_name": run_name,
+                },
+            )
+        )
 
     def delete_run(self, run_id: str) -> None:
         self._call("DELETE", f"/runs/{_r(run_id)}", retry=False)
@@ -167,8 +228,14 @@ class HttpTransport(Transport):
     def purge_run(self, run_id: str) -> None:
         self._call("DELETE", f"/runs/{_r(run_id)}", params={"purge": "true"}, retry=False)
 
-    def log_batch(self, run_id: str, *, metrics: Sequence[Metric], params: Mapping[str, object] | None,
-                  tags: Mapping[str, object] | None) -> None:
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric],
+        params: Mapping[str, object] | None,
+        tags: Mapping[str, object] | None,
+    ) -> None:
         payload: dict[str, Any] = {}
         if metrics:
             payload["metrics"] = codec.metrics_columns(metrics)
@@ -184,23 +251,38 @@ class HttpTransport(Transport):
     def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
         self._call("POST", f"/runs/{_r(run_id)}/inputs", json={"inputs": list(inputs)})
 
-    def get_metric_histories(self, run_id: str, keys: Sequence[str] | None) -> dict[str, list[Metric]]:
+    def get_metric_histories(
+        self, run_id: str, keys: Sequence[str] | None
+    ) -> dict[str, list[Metric]]:
         params = {"key": list(keys)} if keys is not None else None
         return codec.histories(self._call("GET", f"/runs/{_r(run_id)}/metrics", params=params))
 
-    def search_runs(self, experiment_ids, *, filter_string, view_type, max_results, order_by, page_token) -> RunPage:  # type: ignore[no-untyped-def]
-        return codec.run_page(self._call("POST", "/runs/search", json={
-            "experiment_ids": [str(e) for e in experiment_ids], "filter": filter_string,
-            "view_type": str(view_type), "max_results": max_results,
-            "order_by": list(order_by or []), "page_token": page_token,
-        }))
+    def search_runs(
+        self, experiment_ids, *, filter_string, view_type, max_results, order_by, page_token
+    ) -> RunPage:  # type: ignore[no-untyped-def]
+        return codec.run_page(
+            self._call(
+                "POST",
+                "/runs/search",
+                json={
+                    "experiment_ids": [str(e) for e in experiment_ids],
+                    "filter": filter_string,
+                    "view_type": str(view_type),
+                    "max_results": max_results,
+                    "order_by": list(order_by or []),
+                    "page_token": page_token,
+                },
+            )
+        )
 
     def heartbeat(self, run_ids: Sequence[str]) -> None:
         self._call("POST", "/runs/heartbeat", json={"run_ids": list(run_ids)})
 
     # -- artifacts ---------------------------------------------------------------------------
 
-    def log_artifact(self, run_id: str, path: str, local_file: str | os.PathLike[str]) -> ArtifactInfo:
+    def log_artifact(
+        self, run_id: str, path: str, local_file: str | os.PathLike[str]
+    ) -> ArtifactInfo:
         def body() -> Iterator[bytes]:
             with open(local_file, "rb") as fh:
                 while chunk := fh.read(1024 * 1024):
@@ -210,10 +292,14 @@ class HttpTransport(Transport):
         deadline = time.monotonic() + self.retry_max_s
         while True:  # a stream can't be replayed by _call: re-open the file per try
             try:
-                resp = self._http.put(url, content=body(), headers={"Content-Type": "application/octet-stream"})
+                resp = self._http.put(
+                    url, content=body(), headers={"Content-Type": "application/octet-stream"}
+                )
             except httpx.TransportError as exc:
                 if time.monotonic() > deadline:
-                    raise errors.Unavailable(f"cannot reach the mlplane server at {self.base}: {exc}") from exc
+                    raise errors.Unavailable(
+                        f"cannot reach the mlplane server at {self.base}: {exc}"
+                    ) from exc
                 time.sleep(0.5)
                 continue
             if resp.status_code >= 400:
@@ -223,7 +309,9 @@ class HttpTransport(Transport):
                 raise _error_from(resp)
             return codec.artifact(orjson.loads(resp.content))
 
-    def list_artifacts(self, run_id: str, path: str | None, *, recursive: bool) -> list[ArtifactInfo]:
+    def list_artifacts(
+        self, run_id: str, path: str | None, *, recursive: bool
+    ) -> list[ArtifactInfo]:
         params: dict[str, Any] = {"recursive": "true" if recursive else "false"}
         if path:
             params["path"] = path
@@ -248,7 +336,7 @@ def _error_from(resp: httpx.Response) -> errors.MlplaneError:
         code, detail = body.get("code"), body.get("detail") or body.get("title")
     except Exception:
         code, detail = None, resp.text[:500]
-    cls = ERRORS_BY_CODE.get(code or "", None)
+    cls = ERRORS_BY_CODE.get(code or "")
     if cls is None:
         cls = errors.Unavailable if resp.status_code >= 500 else errors.InvalidInput
     return cls(detail or f"HTTP {resp.status_code}", status=resp.status_code)

@@ -27,8 +27,13 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def create_experiment(
-        self, name: str, *, project: str, artifact_location: str | None,
-        tags: Mapping[str, str] | None, description: str,
+        self,
+        name: str,
+        *,
+        project: str,
+        artifact_location: str | None,
+        tags: Mapping[str, str] | None,
+        description: str,
     ) -> str: ...
 
     @abc.abstractmethod
@@ -39,12 +44,19 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def search_experiments(
-        self, *, view_type: str, name_like: str | None, project: str | None,
-        max_results: int, page_token: str | None,
+        self,
+        *,
+        view_type: str,
+        name_like: str | None,
+        project: str | None,
+        max_results: int,
+        page_token: str | None,
     ) -> ExperimentPage: ...
 
     @abc.abstractmethod
-    def update_experiment(self, experiment_id: str, *, name: str | None, description: str | None) -> None: ...
+    def update_experiment(
+        self, experiment_id: str, *, name: str | None, description: str | None
+    ) -> None: ...
 
     @abc.abstractmethod
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None: ...
@@ -57,8 +69,14 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def create_run(
-        self, experiment_id: str, *, run_name: str | None, start_time: int | None,
-        tags: Mapping[str, str] | None, parent_run_id: str | None, heartbeat: bool,
+        self,
+        experiment_id: str,
+        *,
+        run_name: str | None,
+        start_time: int | None,
+        tags: Mapping[str, str] | None,
+        parent_run_id: str | None,
+        heartbeat: bool,
     ) -> Run: ...
 
     @abc.abstractmethod
@@ -80,7 +98,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def log_batch(
-        self, run_id: str, *, metrics: Sequence[Metric], params: Mapping[str, object] | None,
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric],
+        params: Mapping[str, object] | None,
         tags: Mapping[str, object] | None,
     ) -> None: ...
 
@@ -91,22 +113,34 @@ class Transport(abc.ABC):
     def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None: ...
 
     @abc.abstractmethod
-    def get_metric_histories(self, run_id: str, keys: Sequence[str] | None) -> dict[str, list[Metric]]: ...
+    def get_metric_histories(
+        self, run_id: str, keys: Sequence[str] | None
+    ) -> dict[str, list[Metric]]: ...
 
     @abc.abstractmethod
     def search_runs(
-        self, experiment_ids: Sequence[str], *, filter_string: str | None, view_type: str,
-        max_results: int, order_by: Sequence[str] | None, page_token: str | None,
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str | None,
+        view_type: str,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
     ) -> RunPage: ...
 
     @abc.abstractmethod
     def heartbeat(self, run_ids: Sequence[str]) -> None: ...
 
     @abc.abstractmethod
-    def log_artifact(self, run_id: str, path: str, local_file: str | os.PathLike[str]) -> ArtifactInfo: ...
+    def log_artifact(
+        self, run_id: str, path: str, local_file: str | os.PathLike[str]
+    ) -> ArtifactInfo: ...
 
     @abc.abstractmethod
-    def list_artifacts(self, run_id: str, path: str | None, *, recursive: bool) -> list[ArtifactInfo]: ...
+    def list_artifacts(
+        self, run_id: str, path: str | None, *, recursive: bool
+    ) -> list[ArtifactInfo]: ...
 
     @abc.abstractmethod
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]: ...

@@ -1,5 +1,5 @@
 """Projects: ownership, roles, budgets and tags hang off a project."""
 
-from mlplane.projects.service import DEFAULT_PROJECT
+from mlplane.projects.entities import DEFAULT_PROJECT, Project
 
-__all__ = ["DEFAULT_PROJECT"]
+__all__ = ["DEFAULT_PROJECT", "Project"]

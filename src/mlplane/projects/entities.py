@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_PROJECT = "default"
+
 
 @dataclass(frozen=True, slots=True)
 class Project:

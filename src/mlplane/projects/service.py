@@ -9,8 +9,6 @@ from mlplane.db.engine import now_ms
 from mlplane.projects.entities import Project
 from mlplane.projects.tables import ProjectRow
 
-DEFAULT_PROJECT = "default"
-
 
 def get_or_create(session: Session, name: str) -> ProjectRow:
     """The project row named ``name``, created on first use."""

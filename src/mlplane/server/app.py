@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             rev = current_revision(svc.db)
         except Exception:
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
         if rev != HEAD_REVISION:
             return JSONResponse({"status": "unavailable", "schema": rev}, status_code=503)
         return JSONResponse({"status": "ready", "schema": rev, "version": __version__})

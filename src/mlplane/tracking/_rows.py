@@ -46,8 +46,9 @@ def experiment_tags(session: Session, ids: Sequence[int]) -> dict[int, dict[str,
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
         for r in session.execute(
-            select(ExperimentTagRow.experiment_id, ExperimentTagRow.key, ExperimentTagRow.value)
-            .where(ExperimentTagRow.experiment_id.in_(chunk))
+            select(
+                ExperimentTagRow.experiment_id, ExperimentTagRow.key, ExperimentTagRow.value
+            ).where(ExperimentTagRow.experiment_id.in_(chunk))
         ):
             out[r[0]][r[1]] = r[2]
     return out
@@ -85,12 +86,12 @@ def load_runs(session: Session, rows: Sequence[RunRow]) -> list[Run]:
             select(TagRow.run_id, TagRow.key, TagRow.value).where(TagRow.run_id.in_(chunk))
         ):
             tags[run][k] = v
-        for run, k, v in session.execute(
+        for run, k, num in session.execute(
             select(LatestMetricRow.run_id, LatestMetricRow.key, LatestMetricRow.value).where(
                 LatestMetricRow.run_id.in_(chunk)
             )
         ):
-            metrics[run][k] = value_out(v)
+            metrics[run][k] = value_out(num)
         for inp in session.scalars(
             select(RunInputRow).where(RunInputRow.run_id.in_(chunk)).order_by(RunInputRow.id)
         ):

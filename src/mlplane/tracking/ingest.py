@@ -8,6 +8,7 @@ point with the highest (step, timestamp, value) as MLflow does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -50,10 +51,13 @@ def insert_metrics(
         return
     conn = session.connection()
     if dialect == "postgresql":
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-            "COPY metrics (run_id, key, step, timestamp, value) FROM STDIN"
-        ) as copy:
+        raw: Any = conn.connection.driver_connection
+        with (
+            raw.cursor() as cur,
+            cur.copy(  # type: ignore[union-attr]
+                "COPY metrics (run_id, key, step, timestamp, value) FROM STDIN"
+            ) as copy,
+        ):
             for key, step, ts, value in rows:
                 copy.write_row((run_id, key, step, ts, value))
     else:

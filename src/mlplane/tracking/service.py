@@ -24,6 +24,7 @@ from mlplane import projects
 from mlplane.blobs import BlobStore
 from mlplane.db.engine import Database, now_ms
 from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from mlplane.projects import service as project_rows
 from mlplane.projects.tables import ProjectRow
 from mlplane.security import Guard, Permission, Principal
 from mlplane.tracking import _rows, ingest, search, search_sql
@@ -76,7 +77,9 @@ def decode_page_token(token: str | None) -> int:
 class TrackingService:
     """Experiments and runs over the metadata database and the blob store."""
 
-    def __init__(self, db: Database, blobs: BlobStore, guard: Guard, *, max_batch_points: int) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, guard: Guard, *, max_batch_points: int
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._guard = guard
@@ -113,12 +116,16 @@ class TrackingService:
             p, perm, project=project.name, project_id=project.id, action=action, resource=resource
         )
 
-    def _run_for(self, s: Session, p: Principal, run_id: str, perm: Permission, action: str) -> tuple[RunRow, ProjectRow]:
+    def _run_for(
+        self, s: Session, p: Principal, run_id: str, perm: Permission, action: str
+    ) -> tuple[RunRow, ProjectRow]:
         run, project = self._run_scope(s, run_id)
         self._require(p, perm, project, action, f"run/{run_id}")
         return run, project
 
-    def _writable_run(self, s: Session, p: Principal, run_id: str, action: str) -> tuple[RunRow, ProjectRow]:
+    def _writable_run(
+        self, s: Session, p: Principal, run_id: str, action: str
+    ) -> tuple[RunRow, ProjectRow]:
         run, project = self._run_for(s, p, run_id, Permission.WRITE, action)
         if run.lifecycle_stage != LifecycleStage.ACTIVE:
             raise Conflict(f"run {run_id} is deleted: restore it before logging to it")
@@ -143,13 +150,16 @@ class TrackingService:
         check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
         clean_tags = check.string_map("tag", tags)
         with self._guard.unit(write=True) as s:
-            proj = projects.service.get_or_create(s, project)
+            proj = project_rows.get_or_create(s, project)
             self._require(p, Permission.WRITE, proj, "experiment.create", f"experiment/{name}")
-            if s.scalar(
-                select(ExperimentRow.id).where(
-                    ExperimentRow.project_id == proj.id, ExperimentRow.name == name
+            if (
+                s.scalar(
+                    select(ExperimentRow.id).where(
+                        ExperimentRow.project_id == proj.id, ExperimentRow.name == name
+                    )
                 )
-            ) is not None:
+                is not None
+            ):
                 raise AlreadyExists(
                     f"an experiment named {name!r} exists already in project {project!r}"
                 )
@@ -168,9 +178,12 @@ class TrackingService:
             if not artifact_location:
                 row.artifact_location = f"mlplane-artifacts:/{row.id}"
             s.add_all(
-                ExperimentTagRow(experiment_id=row.id, key=k, value=v) for k, v in clean_tags.items()
+                ExperimentTagRow(experiment_id=row.id, key=k, value=v)
+                for k, v in clean_tags.items()
             )
-            self._guard.audit(s, p, "experiment.create", f"experiment/{row.id}", proj.id, details={"name": name})
+            self._guard.audit(
+                s, p, "experiment.create", f"experiment/{row.id}", proj.id, details={"name": name}
+            )
             return str(row.id)
 
     def get_experiment(self, p: Principal, experiment_id: str) -> Experiment:
@@ -231,11 +244,7 @@ class TrackingService:
             if project:
                 q = q.where(ProjectRow.name == project)
             q = q.order_by(ExperimentRow.creation_time.desc(), ExperimentRow.id.desc())
-            rows = [
-                (row, proj)
-                for row, proj in s.execute(q)
-                if self._guard_allows(p, proj)
-            ]
+            rows = [(row, proj) for row, proj in s.execute(q) if self._guard_allows(p, proj)]
             page = rows[offset : offset + max_results]
             tags = _rows.experiment_tags(s, [r.id for r, _ in page])
             exps = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in page]
@@ -248,7 +257,12 @@ class TrackingService:
         return allowed(p, Permission.READ, project)
 
     def update_experiment(
-        self, p: Principal, experiment_id: str, *, name: str | None = None, description: str | None = None
+        self,
+        p: Principal,
+        experiment_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
     ) -> None:
         eid = check.experiment_id(experiment_id)
         with self._guard.unit(write=True) as s:
@@ -256,18 +270,27 @@ class TrackingService:
             self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
             if name is not None and name != row.name:
                 check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
-                if s.scalar(
-                    select(ExperimentRow.id).where(
-                        ExperimentRow.project_id == proj.id, ExperimentRow.name == name
+                if (
+                    s.scalar(
+                        select(ExperimentRow.id).where(
+                            ExperimentRow.project_id == proj.id, ExperimentRow.name == name
+                        )
                     )
-                ) is not None:
+                    is not None
+                ):
                     raise AlreadyExists(f"an experiment named {name!r} exists already")
                 row.name = name
             if description is not None:
                 row.description = description
             row.last_update_time = now_ms()
-            self._guard.audit(s, p, "experiment.update", f"experiment/{eid}", proj.id,
-                              details={"name": name, "description": description is not None})
+            self._guard.audit(
+                s,
+                p,
+                "experiment.update",
+                f"experiment/{eid}",
+                proj.id,
+                details={"name": name, "description": description is not None},
+            )
 
     def set_experiment_tag(self, p: Principal, experiment_id: str, key: str, value: str) -> None:
         eid = check.experiment_id(experiment_id)
@@ -285,7 +308,9 @@ class TrackingService:
     def restore_experiment(self, p: Principal, experiment_id: str) -> None:
         self._set_experiment_stage(p, experiment_id, LifecycleStage.ACTIVE)
 
-    def _set_experiment_stage(self, p: Principal, experiment_id: str, stage: LifecycleStage) -> None:
+    def _set_experiment_stage(
+        self, p: Principal, experiment_id: str, stage: LifecycleStage
+    ) -> None:
         eid = check.experiment_id(experiment_id)
         action = "experiment.delete" if stage == LifecycleStage.DELETED else "experiment.restore"
         with self._guard.unit(write=True) as s:
@@ -351,7 +376,9 @@ class TrackingService:
             s.add(row)
             s.flush()
             s.add_all(TagRow(run_id=run_id, key=k, value=v) for k, v in clean_tags.items())
-            self._guard.audit(s, p, "run.create", f"run/{run_id}", proj.id, details={"experiment_id": eid})
+            self._guard.audit(
+                s, p, "run.create", f"run/{run_id}", proj.id, details={"experiment_id": eid}
+            )
             s.flush()
             return _rows.load_runs(s, [row])[0]
 
@@ -384,14 +411,24 @@ class TrackingService:
                     run.heartbeat_at = None
                 else:
                     run.end_time = None
-            self._guard.audit(s, p, "run.update", f"run/{run_id}", proj.id,
-                              details={"status": new_status, "name": run_name})
+            self._guard.audit(
+                s,
+                p,
+                "run.update",
+                f"run/{run_id}",
+                proj.id,
+                details={"status": new_status, "name": run_name},
+            )
             return _rows.run_info(run)
 
-    def set_terminated(self, p: Principal, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> RunInfo:
+    def set_terminated(
+        self, p: Principal, run_id: str, status: str = "FINISHED", end_time: int | None = None
+    ) -> RunInfo:
         st = _status(status)
         if not st.is_terminal:
-            raise InvalidInput(f"{status!r} is not a terminal status: use FINISHED, FAILED or KILLED")
+            raise InvalidInput(
+                f"{status!r} is not a terminal status: use FINISHED, FAILED or KILLED"
+            )
         return self.update_run(p, run_id, status=st, end_time=end_time)
 
     def delete_run(self, p: Principal, run_id: str) -> None:
@@ -415,7 +452,9 @@ class TrackingService:
             run, proj = self._run_for(s, p, run_id, Permission.WRITE, "run.purge")
             for table in (MetricRow, LatestMetricRow, ParamRow, TagRow, ArtifactRow, RunInputRow):
                 s.execute(delete(table).where(table.run_id == run_id))
-            s.execute(update(RunRow).where(RunRow.parent_run_id == run_id).values(parent_run_id=None))
+            s.execute(
+                update(RunRow).where(RunRow.parent_run_id == run_id).values(parent_run_id=None)
+            )
             s.delete(run)
             self._guard.audit(s, p, "run.purge", f"run/{run_id}", proj.id)
 
@@ -486,10 +525,18 @@ class TrackingService:
             for inp in inputs:
                 if not inp.kind or not inp.name:
                     raise InvalidInput("an input needs a kind and a name")
-                s.add(RunInputRow(
-                    run_id=run_id, kind=inp.kind, name=inp.name, version=inp.version,
-                    digest=inp.digest, source=inp.source, context=inp.context, created_at=now,
-                ))
+                s.add(
+                    RunInputRow(
+                        run_id=run_id,
+                        kind=inp.kind,
+                        name=inp.name,
+                        version=inp.version,
+                        digest=inp.digest,
+                        source=inp.source,
+                        context=inp.context,
+                        created_at=now,
+                    )
+                )
 
     def get_metric_history(self, p: Principal, run_id: str, key: str) -> list[Metric]:
         """Every point of one metric, ordered by step then time."""
@@ -566,9 +613,9 @@ class TrackingService:
         cutoff = now_ms() - int(timeout_s * 1000)
         with self._db.read() as s:
             stale = s.scalar(
-                select(func.count()).select_from(RunRow).where(
-                    RunRow.status == RunStatus.RUNNING, RunRow.heartbeat_at < cutoff
-                )
+                select(func.count())
+                .select_from(RunRow)
+                .where(RunRow.status == RunStatus.RUNNING, RunRow.heartbeat_at < cutoff)
             )
         if not stale:
             return 0
@@ -608,7 +655,11 @@ class TrackingService:
             digest, size = self._blobs.put_stream(source)
         with self._guard.unit(write=True) as s:
             self._writable_run(s, p, run_id, "artifact.write")
-            s.merge(ArtifactRow(run_id=run_id, path=clean, digest=digest, size=size, created_at=now_ms()))
+            s.merge(
+                ArtifactRow(
+                    run_id=run_id, path=clean, digest=digest, size=size, created_at=now_ms()
+                )
+            )
         return ArtifactInfo(path=clean, is_dir=False, size=size, digest=digest)
 
     def list_artifacts(

@@ -23,11 +23,13 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def key(kind: str, value: object) -> str:
-    """A metric, param or tag key: 1–250 characters of letters, digits, ``_-./ :``."""
+    """A metric, param or tag key: 1 to 250 characters of letters, digits, ``_-./ :``."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{kind} key must be a non-empty string, got {value!r}")
     if len(value) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"{kind} key {value[:40]!r}… is {len(value)} characters; the limit is 250")
+        raise InvalidInput(
+            f"{kind} key {value[:40]!r}… is {len(value)} characters; the limit is 250"
+        )
     if not _KEY.match(value):
         raise InvalidInput(
             f"{kind} key {value!r} has characters that are not allowed: use letters, digits, "

@@ -37,16 +37,22 @@ Who = Annotated[Principal, Depends(principal)]
 
 
 def ok(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content, default=_encode, option=orjson.OPT_PASSTHROUGH_DATACLASS), status_code=status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(content, default=_encode, option=orjson.OPT_PASSTHROUGH_DATACLASS),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 def _run(run: Run) -> dict[str, Any]:
     data = run.data
     return {
         "info": run.info,
-        "data": {"params": data.params, "tags": data.tags,
-                 "metrics": {k: float_out(v) for k, v in data.metrics.items()}},
+        "data": {
+            "params": data.params,
+            "tags": data.tags,
+            "metrics": {k: float_out(v) for k, v in data.metrics.items()},
+        },
         "inputs": run.inputs,
     }
 
@@ -142,8 +148,12 @@ class ArtifactList(BaseModel):
 @router.post("/experiments", response_model=ExperimentId, status_code=201)
 def create_experiment(body: CreateExperiment, svc: Svc, who: Who) -> Response:
     eid = svc.tracking.create_experiment(
-        who, body.name, project=body.project, artifact_location=body.artifact_location,
-        tags=body.tags, description=body.description,
+        who,
+        body.name,
+        project=body.project,
+        artifact_location=body.artifact_location,
+        tags=body.tags,
+        description=body.description,
     )
     return ok({"experiment_id": eid}, 201)
 
@@ -158,14 +168,22 @@ def search_experiments(
     max_results: Annotated[int, Query(ge=1, le=50_000)] = 1000,
     page_token: str | None = None,
 ) -> Response:
-    return ok(svc.tracking.search_experiments(
-        who, view_type=view_type, name_like=name_like, project=project,
-        max_results=max_results, page_token=page_token,
-    ))
+    return ok(
+        svc.tracking.search_experiments(
+            who,
+            view_type=view_type,
+            name_like=name_like,
+            project=project,
+            max_results=max_results,
+            page_token=page_token,
+        )
+    )
 
 
 @router.get("/experiments/by-name", response_model=Experiment)
-def get_experiment_by_name(svc: Svc, who: Who, name: str, project: str = DEFAULT_PROJECT) -> Response:
+def get_experiment_by_name(
+    svc: Svc, who: Who, name: str, project: str = DEFAULT_PROJECT
+) -> Response:
     return ok(svc.tracking.get_experiment_by_name(who, name, project=project))
 
 
@@ -181,7 +199,9 @@ def update_experiment(experiment_id: str, body: UpdateExperiment, svc: Svc, who:
 
 
 @router.put("/experiments/{experiment_id}/tags/{key:path}", status_code=204)
-def set_experiment_tag(experiment_id: str, key: str, body: TagValue, svc: Svc, who: Who) -> Response:
+def set_experiment_tag(
+    experiment_id: str, key: str, body: TagValue, svc: Svc, who: Who
+) -> Response:
     svc.tracking.set_experiment_tag(who, experiment_id, key, body.value)
     return Response(status_code=204)
 
@@ -203,18 +223,33 @@ def restore_experiment(experiment_id: str, svc: Svc, who: Who) -> Response:
 
 @router.post("/runs", response_model=Run, status_code=201)
 def create_run(body: CreateRun, svc: Svc, who: Who) -> Response:
-    return ok(svc.tracking.create_run(
-        who, body.experiment_id, run_name=body.run_name, start_time=body.start_time,
-        tags=body.tags, parent_run_id=body.parent_run_id, heartbeat=body.heartbeat,
-    ), 201)
+    return ok(
+        svc.tracking.create_run(
+            who,
+            body.experiment_id,
+            run_name=body.run_name,
+            start_time=body.start_time,
+            tags=body.tags,
+            parent_run_id=body.parent_run_id,
+            heartbeat=body.heartbeat,
+        ),
+        201,
+    )
 
 
 @router.post("/runs/search", response_model=RunPage)
 def search_runs(body: SearchRuns, svc: Svc, who: Who) -> Response:
-    return ok(svc.tracking.search_runs(
-        who, body.experiment_ids, filter_string=body.filter, view_type=body.view_type,
-        max_results=body.max_results, order_by=body.order_by, page_token=body.page_token,
-    ))
+    return ok(
+        svc.tracking.search_runs(
+            who,
+            body.experiment_ids,
+            filter_string=body.filter,
+            view_type=body.view_type,
+            max_results=body.max_results,
+            order_by=body.order_by,
+            page_token=body.page_token,
+        )
+    )
 
 
 @router.post("/runs/heartbeat", status_code=204)
@@ -230,9 +265,11 @@ def get_run(run_id: str, svc: Svc, who: Who) -> Response:
 
 @router.patch("/runs/{run_id}", response_model=RunInfo)
 def update_run(run_id: str, body: UpdateRun, svc: Svc, who: Who) -> Response:
-    return ok(svc.tracking.update_run(
-        who, run_id, status=body.status, end_time=body.end_time, run_name=body.run_name
-    ))
+    return ok(
+        svc.tracking.update_run(
+            who, run_id, status=body.status, end_time=body.end_time, run_name=body.run_name
+        )
+    )
 
 
 @router.delete("/runs/{run_id}", status_code=204)
@@ -266,8 +303,12 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 @router.post(
     "/runs/{run_id}/log-batch",
     status_code=204,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/LogBatch"}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogBatch"}}},
+        }
+    },
 )
 async def log_batch(run_id: str, request: Request, svc: Svc, who: Who) -> Response:
     """Columnar metric points (``key``/``value``/``timestamp``/``step`` lists), params, tags.
@@ -351,7 +392,9 @@ async def upload_artifact(run_id: str, path: str, request: Request, svc: Svc, wh
 
 
 @router.get("/runs/{run_id}/artifacts", response_model=ArtifactList)
-def list_artifacts(run_id: str, svc: Svc, who: Who, path: str | None = None, recursive: bool = False) -> Response:
+def list_artifacts(
+    run_id: str, svc: Svc, who: Who, path: str | None = None, recursive: bool = False
+) -> Response:
     return ok({"files": svc.tracking.list_artifacts(who, run_id, path, recursive=recursive)})
 
 
