@@ -80,8 +80,14 @@ def pg_url() -> Iterator[str]:
 
 
 class ServerProcess:
-    def __init__(self, home: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "MLPLANE_HOME": str(home), **(env or {})}
         full_env.pop("MLPLANE_URI", None)

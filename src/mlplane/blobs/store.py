@@ -13,6 +13,7 @@ loaded into memory whole.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -28,17 +29,21 @@ from mlplane.errors import InvalidInput, NotFound, TamperedArtifact, Unavailable
 
 CHUNK = 1024 * 1024
 PREFIX = "b3:"
+# Bytes per request to a remote store: the read-ahead of an open blob and the
+# smallest part of an upload.
+REMOTE_BLOCK = 8 * CHUNK
+S3_MAX_PARTS = 10_000
+_DIGEST = re.compile(r"b3:[0-9a-f]{64}")
 
 
 def _hex(digest: str) -> str:
-    if not digest.startswith(PREFIX) or len(digest) != len(PREFIX) + 64:
-        raise InvalidInput(f"not a blob digest: {digest!r} (expected 'b3:' and 64 hex digits)")
-    hexpart = digest[len(PREFIX) :]
-    try:
-        int(hexpart, 16)
-    except ValueError:
-        raise InvalidInput(f"not a blob digest: {digest!r}") from None
-    return hexpart
+    # A pattern, not int(…, 16): that also takes "0x", "_", signs and blanks,
+    # and upper case would name a second key for the same content.
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise InvalidInput(
+            f"not a blob digest: {digest!r} (expected 'b3:' and 64 lower-case hex digits)"
+        )
+    return digest[len(PREFIX) :]
 
 
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -60,6 +65,8 @@ class BlobStore:
         self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.root = root.rstrip("/")
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else self.fs.protocol
+        self.is_s3 = bool({"s3", "s3a"} & set(protocols))
         self._ensured: set[str] = set()
         if self.is_local:
             Path(self.root, "objects").mkdir(parents=True, exist_ok=True)
@@ -68,6 +75,15 @@ class BlobStore:
     def _key(self, digest: str) -> str:
         h = _hex(digest)
         return f"{self.root}/objects/{h[:2]}/{h[2:]}"
+
+    def _put_options(self, size: int) -> dict[str, int]:
+        if not self.is_s3:
+            return {}
+        # s3fs by default reads a file under 100 MiB into memory whole and sends
+        # larger ones ten 50 MiB parts at a time. Two parts at a time keep an
+        # upload to a few tens of MiB whatever its size; parts grow past
+        # REMOTE_BLOCK only to stay within S3's limit on their number.
+        return {"chunksize": max(REMOTE_BLOCK, -(-size // S3_MAX_PARTS)), "max_concurrency": 2}
 
     def exists(self, digest: str) -> bool:
         try:
@@ -84,13 +100,17 @@ class BlobStore:
         try:
             if self.is_local:
                 tmp = Path(self.root, "tmp", uuid.uuid4().hex)
-                shutil.copyfile(path, tmp)
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                Path(key).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, key)
+                try:
+                    shutil.copyfile(path, tmp)
+                    with open(tmp, "rb+") as fh:
+                        os.fsync(fh.fileno())
+                    Path(key).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, key)
+                finally:
+                    # A failed copy (disk full…) must not keep its partial temp file.
+                    tmp.unlink(missing_ok=True)
             else:
-                self.fs.put_file(str(path), key)
+                self.fs.put_file(str(path), key, **self._put_options(size))
         except OSError as exc:
             raise Unavailable(f"could not write to blob store {self.url}: {exc}") from exc
         return digest, size
@@ -113,7 +133,8 @@ class BlobStore:
     def open(self, digest: str) -> BinaryIO:
         """Open a blob for streaming reads."""
         try:
-            return self.fs.open(self._key(digest), "rb")  # type: ignore[no-any-return]
+            # fsspec's default read-ahead (50 MiB on s3fs) would hold most of a blob.
+            return self.fs.open(self._key(digest), "rb", block_size=REMOTE_BLOCK)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store {self.url}") from None
         except OSError as exc:
