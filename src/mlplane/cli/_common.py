@@ -49,7 +49,7 @@ class State:
 
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
-    if not isinstance(obj, State):  # a command invoked without the root callback (never in practice)
+    if not isinstance(obj, State):  # only when a command runs without the root callback
         obj = ctx.find_root().obj = State(os.environ.get("MLPLANE_URI") or None)
     return obj
 
@@ -196,9 +196,13 @@ def resolve_run_id(c: Client, ref: str) -> str:
     if len(ref) < 4:
         raise InvalidInput(f"run id prefix {ref!r} is too short: give at least 4 characters")
     ids = [e.experiment_id for e in c.list_experiments(view_type=ViewType.ALL)]
-    page = c.search_runs(
-        ids, f"attributes.run_id LIKE '{ref}%'", view_type=ViewType.ALL, max_results=2
-    ) if ids else None
+    page = (
+        c.search_runs(
+            ids, f"attributes.run_id LIKE '{ref}%'", view_type=ViewType.ALL, max_results=2
+        )
+        if ids
+        else None
+    )
     runs = page.runs if page is not None else []
     if not runs:
         raise NotFound(f"run {ref} does not exist (no run id starts with {ref!r})")

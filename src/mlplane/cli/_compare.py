@@ -21,7 +21,8 @@ def compare(runs: Sequence[Run], *, include_system: bool = False) -> dict[str, A
     p_keys = sorted({k for r in runs for k in r.data.params})
     params = {k: [r.data.params.get(k) for r in runs] for k in p_keys}
     m_keys = sorted(
-        k for k in {k for r in runs for k in r.data.metrics}
+        k
+        for k in {k for r in runs for k in r.data.metrics}
         if include_system or not k.startswith("system/")
     )
     metrics: dict[str, Any] = {}
@@ -30,15 +31,20 @@ def compare(runs: Sequence[Run], *, include_system: bool = False) -> dict[str, A
         base = values[0]
         deltas = [None if v is None or base is None else v - base for v in values]
         pct = [
-            None if d is None or base is None or base == 0 or not math.isfinite(d)
+            None
+            if d is None or base is None or base == 0 or not math.isfinite(d)
             else d / abs(base) * 100
             for d in deltas
         ]
         metrics[k] = {"values": values, "delta": deltas, "delta_pct": pct}
     return {
         "runs": [
-            {"run_id": r.info.run_id, "run_name": r.info.run_name,
-             "experiment_id": r.info.experiment_id, "status": r.info.status}
+            {
+                "run_id": r.info.run_id,
+                "run_name": r.info.run_name,
+                "experiment_id": r.info.experiment_id,
+                "status": r.info.status,
+            }
             for r in runs
         ],
         "params": params,
@@ -54,8 +60,10 @@ def _header(run: Run) -> str:
 def params_table(runs: Sequence[Run], result: dict[str, Any]) -> Table:
     differ = set(result["params_differ"])
     table = Table(
-        title="Params", title_justify="left",
-        caption="* differs between runs" if differ else None, caption_justify="left",
+        title="Params",
+        title_justify="left",
+        caption="* differs between runs" if differ else None,
+        caption_justify="left",
     )
     table.add_column("Param", style="bold")
     for r in runs:

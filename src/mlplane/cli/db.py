@@ -8,7 +8,8 @@ from sqlalchemy.engine import make_url
 from mlplane.cli._common import JsonOption, info, print_json, state
 from mlplane.config import Settings, load_settings
 from mlplane.db import Database
-from mlplane.db.migrate import HEAD_REVISION, current_revision, upgrade as upgrade_db
+from mlplane.db.migrate import HEAD_REVISION, current_revision
+from mlplane.db.migrate import upgrade as upgrade_db
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -52,12 +53,20 @@ def current(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         db.dispose()
     if as_json:
         print_json(
-            {"database": _shown(db), "current": rev, "head": HEAD_REVISION, "up_to_date": rev == HEAD_REVISION}
+            {
+                "database": _shown(db),
+                "current": rev,
+                "head": HEAD_REVISION,
+                "up_to_date": rev == HEAD_REVISION,
+            }
         )
         return
     info(f"database: {_shown(db)}")
     info(f"current:  {rev or '(empty)'}")
     info(f"head:     {HEAD_REVISION}")
     if rev != HEAD_REVISION:
-        info("Run `mlplane db upgrade` to bring it up to date." if rev else
-             "The schema is created on first use, or now with `mlplane db upgrade`.")
+        info(
+            "Run `mlplane db upgrade` to bring it up to date."
+            if rev
+            else "The schema is created on first use, or now with `mlplane db upgrade`."
+        )

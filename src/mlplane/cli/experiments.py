@@ -53,7 +53,9 @@ def ls(
         row = [e.experiment_id, e.name, e.project]
         if view != ViewType.ACTIVE_ONLY:
             row.append(e.lifecycle_stage)
-        tags = ", ".join(f"{k}={v}" for k, v in sorted(e.tags.items()) if not k.startswith("mlplane."))
+        tags = ", ".join(
+            f"{k}={v}" for k, v in sorted(e.tags.items()) if not k.startswith("mlplane.")
+        )
         row += [fmt_time(e.creation_time), tags, e.description]
         table.add_row(*cells(*row))
     if exps:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -25,7 +24,7 @@ class _Root(TyperGroup):
     :func:`main`) so that tests invoking the app see exactly what users see.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             try:
                 return super().invoke(ctx)
@@ -70,7 +69,9 @@ def root(
     ctx.obj = _common.State(uri or None)
 
 
-app.add_typer(experiments.app, name="experiments", help="Create, list, delete and restore experiments.")
+app.add_typer(
+    experiments.app, name="experiments", help="Create, list, delete and restore experiments."
+)
 app.add_typer(runs.app, name="runs", help="List, inspect, compare, delete and restore runs.")
 app.add_typer(db.app, name="db", help="Manage the metadata database schema.")
 app.command("server")(server.server)

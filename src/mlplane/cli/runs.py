@@ -38,26 +38,41 @@ SYSTEM_METRIC_PREFIX = "system/"
 def ls(
     ctx: typer.Context,
     experiment: list[str] = typer.Option(
-        [], "--experiment", "-e", metavar="NAME_OR_ID",
+        [],
+        "--experiment",
+        "-e",
+        metavar="NAME_OR_ID",
         help="Experiment to search; repeat for more. Default: every active experiment.",
     ),
-    project: str = typer.Option(DEFAULT_PROJECT, "--project", "-p", help="Project of named experiments."),
+    project: str = typer.Option(
+        DEFAULT_PROJECT, "--project", "-p", help="Project of named experiments."
+    ),
     filter_string: str = typer.Option(
-        "", "--filter", "-f", help="Search filter, e.g. \"metrics.acc > 0.9 and params.model = 'rf'\"."
+        "",
+        "--filter",
+        "-f",
+        help="Search filter, e.g. \"metrics.acc > 0.9 and params.model = 'rf'\".",
     ),
     order_by: list[str] = typer.Option(
-        [], "--order-by", "-o", help="Sort key, e.g. \"metrics.acc DESC\"; repeat for more."
+        [], "--order-by", "-o", help='Sort key, e.g. "metrics.acc DESC"; repeat for more.'
     ),
-    max_results: int = typer.Option(100, "--max-results", "-n", min=1, help="At most this many runs."),
+    max_results: int = typer.Option(
+        100, "--max-results", "-n", min=1, max=50_000, help="At most this many runs."
+    ),
     param: list[str] = typer.Option([], "--param", help="Param column to show; repeat for more."),
-    metric: list[str] = typer.Option([], "--metric", help="Metric column to show; repeat for more."),
+    metric: list[str] = typer.Option(
+        [], "--metric", help="Metric column to show; repeat for more."
+    ),
     deleted: bool = typer.Option(False, "--deleted", help="Only deleted runs."),
     as_json: bool = JsonOption,
 ) -> None:
     """List runs as a table (see Client.search_runs for the filter and order syntax)."""
     c = client(ctx)
-    exps = [find_experiment(c, ref, project=project) for ref in experiment] or c.list_experiments()
     view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
+    # Deleting an experiment deletes its runs: --deleted looks in deleted experiments too.
+    exps = [find_experiment(c, ref, project=project) for ref in experiment] or c.list_experiments(
+        view_type=ViewType.ALL if deleted else ViewType.ACTIVE_ONLY
+    )
     runs: list[Run] = []
     more = False
     if exps:
@@ -69,7 +84,11 @@ def ls(
         print_json(runs)
         return
     if not runs:
-        info("No runs match." if exps else "No experiments yet: run `mlplane quickstart` to make some.")
+        info(
+            "No runs match."
+            if exps
+            else "No experiments yet: run `mlplane quickstart` to make some."
+        )
         return
     names = {e.experiment_id: e.name for e in exps} if len(exps) > 1 else None
     metrics, params, hidden = _columns(runs, param, metric)
@@ -114,7 +133,9 @@ def _runs_table(
     table.add_column("Duration", justify="right", no_wrap=True)
     both = set(metrics) & set(params)
     for k in metrics:
-        table.add_column(f"metrics.{k}" if k in both else k, justify="right", header_style="bold cyan")
+        table.add_column(
+            f"metrics.{k}" if k in both else k, justify="right", header_style="bold cyan"
+        )
     for k in params:
         table.add_column(f"params.{k}" if k in both else k, header_style="bold magenta")
     for r in runs:
@@ -123,7 +144,9 @@ def _runs_table(
         if exp_names is not None:
             row.append(exp_names.get(i.experiment_id, i.experiment_id))
         row += [
-            status_text(i.status), fmt_time(i.start_time), fmt_duration(i.start_time, i.end_time)
+            status_text(i.status),
+            fmt_time(i.start_time),
+            fmt_duration(i.start_time, i.end_time),
         ]
         row += [fmt_number(r.data.metrics.get(k)) for k in metrics]
         row += [r.data.params.get(k, "-") for k in params]
@@ -143,7 +166,9 @@ def show(
     run = c.get_run(resolve_run_id(c, run_ref))
     artifacts = c.list_artifacts(run.info.run_id, recursive=True)
     if as_json:
-        print_json({"info": run.info, "data": run.data, "inputs": run.inputs, "artifacts": artifacts})
+        print_json(
+            {"info": run.info, "data": run.data, "inputs": run.inputs, "artifacts": artifacts}
+        )
         return
     exp = c.get_experiment(run.info.experiment_id)
     out = console()
@@ -170,13 +195,14 @@ def show(
     if note:
         out.print(Text.assemble(("Note: ", "bold"), note))
     out.print(_kv_table("Params", run.data.params.items()))
-    out.print(_kv_table("Metrics (latest)", ((k, fmt_number(v)) for k, v in run.data.metrics.items())))
+    out.print(
+        _kv_table("Metrics (latest)", ((k, fmt_number(v)) for k, v in run.data.metrics.items()))
+    )
     tags = {k: v for k, v in run.data.tags.items() if system or not k.startswith(TAG_PREFIX_SYSTEM)}
     hidden = len(run.data.tags) - len(tags)
-    tag_table = _kv_table("Tags", tags.items())
+    out.print(_kv_table("Tags", tags.items()))
     if hidden:
-        tag_table.caption = f"{hidden} mlplane.* system tags hidden: --system shows them"
-    out.print(tag_table)
+        info(f"({hidden} mlplane.* system tags hidden: --system shows them)")
     if run.inputs:
         inputs = Table(title="Inputs", title_justify="left")
         for col in ("Kind", "Name", "Version", "Digest", "Context"):

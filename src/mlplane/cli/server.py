@@ -41,7 +41,9 @@ def is_loopback(host: str) -> bool:
 
 def server(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback only for now)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (loopback only for now)."
+    ),
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
     log_level: LogLevel = typer.Option(

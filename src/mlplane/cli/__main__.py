@@ -1,0 +1,5 @@
+"""``python -m mlplane.cli``."""
+
+from mlplane.cli.main import main
+
+main()
