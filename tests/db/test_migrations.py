@@ -25,7 +25,8 @@ def _first_schema_db(url: str) -> Database:
     with db.write() as s:
         s.execute(
             text(
-                "INSERT INTO projects (id, name, description, created_at) VALUES (1, 'default', '', 1)"
+                "INSERT INTO projects (id, name, description, created_at) "
+                "VALUES (1, 'default', '', 1)"
             )
         )
         s.execute(
@@ -37,8 +38,8 @@ def _first_schema_db(url: str) -> Database:
         )
         s.execute(
             text(
-                "INSERT INTO runs (id, experiment_id, name, status, start_time, lifecycle_stage, user_id, "
-                "artifact_uri) VALUES ('"
+                "INSERT INTO runs (id, experiment_id, name, status, start_time, "
+                "lifecycle_stage, user_id, artifact_uri) VALUES ('"
                 + "a" * 32
                 + "', 1, 'r', 'FINISHED', 5, 'active', 'me', '')"
             )
