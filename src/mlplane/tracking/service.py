@@ -26,7 +26,7 @@ from mlplane.db.engine import Database, now_ms
 from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mlplane.projects import service as project_rows
 from mlplane.projects.tables import ProjectRow
-from mlplane.security import Guard, Permission, Principal
+from mlplane.security import Guard, Permission, Principal, allowed
 from mlplane.tracking import _rows, ingest, search, search_sql
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
@@ -244,17 +244,12 @@ class TrackingService:
             if project:
                 q = q.where(ProjectRow.name == project)
             q = q.order_by(ExperimentRow.creation_time.desc(), ExperimentRow.id.desc())
-            rows = [(row, proj) for row, proj in s.execute(q) if self._guard_allows(p, proj)]
+            rows = [(row, proj) for row, proj in s.execute(q) if allowed(p, Permission.READ, proj)]
             page = rows[offset : offset + max_results]
             tags = _rows.experiment_tags(s, [r.id for r, _ in page])
             exps = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in page]
             more = offset + max_results < len(rows)
             return ExperimentPage(exps, encode_page_token(offset + max_results) if more else None)
-
-    def _guard_allows(self, p: Principal, project: str) -> bool:
-        from mlplane.security import allowed
-
-        return allowed(p, Permission.READ, project)
 
     def update_experiment(
         self,
