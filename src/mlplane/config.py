@@ -11,13 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from mlplane.errors import InvalidInput
 
 
 def _default_home() -> Path:
@@ -105,7 +107,14 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``mlplane.toml``; keywords win."""
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MLPLANE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InvalidInput(f"invalid mlplane settings: {problems}") from None
     if settings.uri and not settings.is_remote and "://" not in settings.uri:
         # A bare path as MLPLANE_URI means "embedded, home here".
         settings = settings.model_copy(
