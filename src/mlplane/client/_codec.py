@@ -11,6 +11,7 @@ from mlplane.tracking.entities import (
     Experiment,
     ExperimentPage,
     Metric,
+    MetricColumns,
     Run,
     RunData,
     RunInfo,
@@ -19,14 +20,18 @@ from mlplane.tracking.entities import (
 )
 
 
-def metrics_columns(points: Sequence[Metric]) -> dict[str, list[Any]]:
-    keys, values, timestamps, steps = [], [], [], []
-    for k, v, ts, step in points:
-        keys.append(k)
-        values.append(float_out(v))
-        timestamps.append(ts)
-        steps.append(step)
-    return {"key": keys, "value": values, "timestamp": timestamps, "step": steps}
+def metrics_columns(points: Sequence[Metric] | MetricColumns) -> dict[str, list[Any]]:
+    cols = points if isinstance(points, MetricColumns) else MetricColumns.from_points(points)
+    values: list[Any] = list(cols.value)
+    total = sum(values) if all(type(v) is float for v in values) else None
+    if total is None or total - total != 0:  # a non-number or a non-finite value somewhere
+        values = [float_out(v) for v in values]
+    return {
+        "key": list(cols.key),
+        "value": values,
+        "timestamp": list(cols.timestamp),
+        "step": list(cols.step),
+    }
 
 
 def experiment(d: dict[str, Any]) -> Experiment:

@@ -26,6 +26,7 @@ from mlplane.tracking.entities import (
     Experiment,
     ExperimentPage,
     Metric,
+    MetricColumns,
     Run,
     RunInfo,
     RunInput,
@@ -225,7 +226,7 @@ class Client:
     def log_batch(
         self,
         run_id: str,
-        metrics: Sequence[Metric] = (),
+        metrics: Sequence[Metric] | MetricColumns = (),
         params: Mapping[str, object] | None = None,
         tags: Mapping[str, object] | None = None,
     ) -> None:

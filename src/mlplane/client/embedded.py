@@ -16,6 +16,7 @@ from mlplane.tracking.entities import (
     Experiment,
     ExperimentPage,
     Metric,
+    MetricColumns,
     Run,
     RunInfo,
     RunInput,
@@ -126,7 +127,7 @@ class EmbeddedTransport(Transport):
         self,
         run_id: str,
         *,
-        metrics: Sequence[Metric],
+        metrics: Sequence[Metric] | MetricColumns,
         params: Mapping[str, object] | None,
         tags: Mapping[str, object] | None,
     ) -> None:

@@ -28,6 +28,7 @@ from mlplane.tracking.entities import (
     Experiment,
     ExperimentPage,
     Metric,
+    MetricColumns,
     Run,
     RunInfo,
     RunInput,
@@ -232,7 +233,7 @@ class HttpTransport(Transport):
         self,
         run_id: str,
         *,
-        metrics: Sequence[Metric],
+        metrics: Sequence[Metric] | MetricColumns,
         params: Mapping[str, object] | None,
         tags: Mapping[str, object] | None,
     ) -> None:

@@ -15,6 +15,7 @@ from mlplane.tracking.entities import (
     Experiment,
     ExperimentPage,
     Metric,
+    MetricColumns,
     Run,
     RunInfo,
     RunInput,
@@ -101,7 +102,7 @@ class Transport(abc.ABC):
         self,
         run_id: str,
         *,
-        metrics: Sequence[Metric],
+        metrics: Sequence[Metric] | MetricColumns,
         params: Mapping[str, object] | None,
         tags: Mapping[str, object] | None,
     ) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -37,6 +38,26 @@ class Metric(NamedTuple):
     value: float
     timestamp: int
     step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricColumns:
+    """Many metric points as columns: what the wire carries and the ingest fast path."""
+
+    key: Sequence[str]
+    value: Sequence[float]
+    timestamp: Sequence[int]
+    step: Sequence[int]
+
+    @classmethod
+    def from_points(cls, points: Sequence[Metric]) -> MetricColumns:
+        if not points:
+            return cls([], [], [], [])
+        key, value, timestamp, step = zip(*points, strict=True)
+        return cls(list(key), list(value), list(timestamp), list(step))
+
+    def __len__(self) -> int:
+        return len(self.key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,13 @@ point with the highest (step, timestamp, value) as MLflow does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from mlplane.tracking.validation import Columns
 
 _SQLITE_INSERT = "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES (?, ?, ?, ?, ?)"
 
@@ -27,48 +29,44 @@ _UPSERT_LATEST = text(
 )
 
 
-def _rank(step: int, ts: int, value: float | None) -> tuple[int, int, float]:
-    return (step, ts, -1e308 if value is None else value)
+def _later(ts: int, value: float | None, cur: tuple[int, int, float | None]) -> bool:
+    if ts != cur[1]:
+        return ts > cur[1]
+    low = -1e308  # NaN (None) ranks lowest
+    return (low if value is None else value) >= (low if cur[2] is None else cur[2])
 
 
-def latest_points(
-    rows: Sequence[tuple[str, int, int, float | None]],
-) -> dict[str, tuple[int, int, float | None]]:
-    """Per key, the point that wins ``latest_metrics``."""
+def latest_points(cols: Columns) -> dict[str, tuple[int, int, float | None]]:
+    """Per key, the point that wins ``latest_metrics``: highest step, then time, then value."""
     best: dict[str, tuple[int, int, float | None]] = {}
-    for key, step, ts, value in rows:
-        cur = best.get(key)
-        if cur is None or _rank(step, ts, value) >= _rank(*cur):
-            best[key] = (step, ts, value)
+    for k, step, ts, value in zip(*cols, strict=True):
+        cur = best.get(k)
+        if cur is None or step > cur[0] or (step == cur[0] and _later(ts, value, cur)):
+            best[k] = (step, ts, value)
     return best
 
 
-def insert_metrics(
-    session: Session, dialect: str, run_id: str, rows: Sequence[tuple[str, int, int, float | None]]
-) -> None:
-    """Append ``rows`` (key, step, timestamp, value) to a run's history and update latest."""
-    if not rows:
+def insert_metrics(session: Session, dialect: str, run_id: str, cols: Columns) -> None:
+    """Append checked columns (keys, steps, timestamps, values) to a run's history and
+    update its latest values."""
+    if not cols[0]:
         return
     conn = session.connection()
+    rows = zip(repeat(run_id), *cols)
     if dialect == "postgresql":
         raw: Any = conn.connection.driver_connection
         with (
             raw.cursor() as cur,
-            cur.copy(  # type: ignore[union-attr]
-                "COPY metrics (run_id, key, step, timestamp, value) FROM STDIN"
-            ) as copy,
+            cur.copy("COPY metrics (run_id, key, step, timestamp, value) FROM STDIN") as copy,
         ):
-            for key, step, ts, value in rows:
-                copy.write_row((run_id, key, step, ts, value))
+            for row in rows:
+                copy.write_row(row)
     else:
-        conn.exec_driver_sql(
-            _SQLITE_INSERT, [(run_id, key, step, ts, value) for key, step, ts, value in rows]
-        )
-    latest = latest_points(rows)
+        conn.exec_driver_sql(_SQLITE_INSERT, list(rows))
     conn.execute(
         _UPSERT_LATEST,
         [
             {"run_id": run_id, "key": k, "step": s, "timestamp": t, "value": v}
-            for k, (s, t, v) in latest.items()
+            for k, (s, t, v) in latest_points(cols).items()
         ],
     )

@@ -36,6 +36,7 @@ from mlplane.tracking.entities import (
     ExperimentPage,
     LifecycleStage,
     Metric,
+    MetricColumns,
     Run,
     RunInfo,
     RunInput,
@@ -460,7 +461,7 @@ class TrackingService:
         p: Principal,
         run_id: str,
         *,
-        metrics: Sequence[Metric] = (),
+        metrics: Sequence[Metric] | MetricColumns = (),
         params: Mapping[str, object] | None = None,
         tags: Mapping[str, object] | None = None,
     ) -> None:
@@ -478,7 +479,7 @@ class TrackingService:
                 self._write_params(s, run_id, clean_params)
             for k, v in clean_tags.items():
                 s.merge(TagRow(run_id=run_id, key=k, value=v))
-            if rows:
+            if rows[0]:
                 ingest.insert_metrics(s, self._db.dialect, run_id, rows)
             if run.heartbeat_at is not None and run.status == RunStatus.RUNNING:
                 run.heartbeat_at = now_ms()

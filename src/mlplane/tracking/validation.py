@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
 
 from mlplane.errors import InvalidInput, PayloadTooLarge
-from mlplane.tracking.entities import Metric
+from mlplane.tracking.entities import Metric, MetricColumns
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -81,34 +80,48 @@ def name(kind: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
     return value
 
 
-def metrics(points: Sequence[Metric], limit: int) -> list[tuple[str, int, int, float | None]]:
-    """Check a batch of points; returns rows ``(key, step, timestamp, value-or-None-for-NaN)``."""
-    if len(points) > limit:
-        raise PayloadTooLarge(
-            f"a batch holds {len(points)} metric points; the limit is {limit}: split it"
+Columns = tuple[list[str], list[int], list[int], list[float | None]]
+
+
+def metrics(points: Sequence[Metric] | MetricColumns, limit: int) -> Columns:
+    """Check a batch of points; returns columns ``(keys, steps, timestamps, values)``
+    with NaN as None. Works column-wise so a 10,000-point batch costs a few milliseconds."""
+    cols = points if isinstance(points, MetricColumns) else MetricColumns.from_points(points)
+    n = len(cols.key)
+    if not (len(cols.value) == len(cols.timestamp) == len(cols.step) == n):
+        raise InvalidInput(
+            "metric key, value, timestamp and step columns must have the same length"
         )
-    rows: list[tuple[str, int, int, float | None]] = []
-    seen: set[str] = set()
-    append = rows.append
-    for point in points:
-        k, v, ts, step = point
-        if k not in seen:
-            key("metric", k)
-            seen.add(k)
-        if type(v) is not float:
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                raise InvalidInput(f"metric {k!r} value {v!r} is not a number") from None
-        if type(step) is not int or type(ts) is not int:
-            try:
-                step, ts = int(step), int(ts)
-            except (TypeError, ValueError):
-                raise InvalidInput(f"metric {k!r} step and timestamp must be integers") from None
-        if not (-(2**63) <= step < 2**63 and 0 <= ts < 2**63):
-            raise InvalidInput(f"metric {k!r} step or timestamp is out of the 64-bit range")
-        append((k, step, ts, None if math.isnan(v) else v))
-    return rows
+    if n > limit:
+        raise PayloadTooLarge(f"a batch holds {n} metric points; the limit is {limit}: split it")
+    keys = list(cols.key)
+    for k in set(keys):
+        key("metric", k)
+    values = list(cols.value)
+    if not all(type(v) is float for v in values):
+        values = [_number(k, v) for k, v in zip(keys, values, strict=True)]
+    steps = _integers("step", cols.step, -(2**63))
+    stamps = _integers("timestamp", cols.timestamp, 0)
+    return keys, steps, stamps, [None if v != v else v for v in values]
+
+
+def _number(k: str, v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidInput(f"metric {k!r} value {v!r} is not a number") from None
+
+
+def _integers(kind: str, column: Sequence[int], low: int) -> list[int]:
+    out = list(column)
+    if not all(type(x) is int for x in out):
+        try:
+            out = [int(x) for x in out]
+        except (TypeError, ValueError):
+            raise InvalidInput(f"metric {kind}s must be integers") from None
+    if out and (min(out) < low or max(out) >= 2**63):
+        raise InvalidInput(f"a metric {kind} is out of range [{low}, 2**63)")
+    return out
 
 
 def string_map(kind: str, values: Mapping[str, object] | None) -> dict[str, str]:

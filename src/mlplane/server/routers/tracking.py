@@ -23,7 +23,7 @@ from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
     ExperimentPage,
-    Metric,
+    MetricColumns,
     Run,
     RunInfo,
     RunInput,
@@ -104,7 +104,7 @@ class UpdateRun(BaseModel):
     run_name: str | None = None
 
 
-class MetricColumns(BaseModel):
+class WireMetricColumns(BaseModel):
     key: list[str]
     value: list[float | str | None]
     timestamp: list[int]
@@ -112,7 +112,7 @@ class MetricColumns(BaseModel):
 
 
 class LogBatch(BaseModel):
-    metrics: MetricColumns | None = None
+    metrics: WireMetricColumns | None = None
     params: dict[str, str] = {}
     tags: dict[str, str] = {}
 
@@ -320,16 +320,13 @@ async def log_batch(run_id: str, request: Request, svc: Svc, who: Who) -> Respon
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise InvalidInput(f"invalid log-batch body at {loc}: {first['msg']}") from None
-    metrics: list[Metric] = []
+    metrics: MetricColumns | tuple[()] = ()
     if body.metrics is not None:
         m = body.metrics
-        n = len(m.key)
-        if not (len(m.value) == len(m.timestamp) == len(m.step) == n):
-            raise InvalidInput("metrics.key, value, timestamp and step must have the same length")
-        metrics = [
-            Metric(k, _float(v), ts, st)
-            for k, v, ts, st in zip(m.key, m.value, m.timestamp, m.step, strict=True)
-        ]
+        values = m.value
+        if not all(type(v) is float for v in values):
+            values = [_float(v) for v in values]
+        metrics = MetricColumns(m.key, values, m.timestamp, m.step)  # type: ignore[arg-type]
     await run_in_threadpool(
         svc.tracking.log_batch, who, run_id, metrics=metrics, params=body.params, tags=body.tags
     )
