@@ -9,31 +9,22 @@ termination and deletion are.
 
 from __future__ import annotations
 
-import base64
-import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import BinaryIO
+from collections.abc import Mapping, Sequence
 
-import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from mlplane import projects
-from mlplane.blobs import BlobStore
-from mlplane.db.engine import Database, now_ms
-from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from mlplane.projects import service as project_rows
+from mlplane.db.engine import now_ms
+from mlplane.errors import Conflict, InvalidInput, NotFound
 from mlplane.projects.tables import ProjectRow
-from mlplane.security import Guard, Permission, Principal, allowed
+from mlplane.security import Permission, Principal
 from mlplane.tracking import _rows, ingest, search, search_sql
 from mlplane.tracking import validation as check
+from mlplane.tracking._base import ServiceBase, decode_page_token, encode_page_token
+from mlplane.tracking.artifacts import ArtifactsMixin
 from mlplane.tracking.entities import (
     TAG_NOTE,
-    ArtifactInfo,
-    Experiment,
-    ExperimentPage,
     LifecycleStage,
     Metric,
     MetricColumns,
@@ -44,10 +35,10 @@ from mlplane.tracking.entities import (
     RunStatus,
     ViewType,
 )
+from mlplane.tracking.experiments import ExperimentsMixin
 from mlplane.tracking.tables import (
     ArtifactRow,
     ExperimentRow,
-    ExperimentTagRow,
     LatestMetricRow,
     MetricRow,
     ParamRow,
@@ -59,273 +50,8 @@ from mlplane.tracking.tables import (
 DEFAULT_EXPERIMENT = "Default"
 
 
-def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode()
-
-
-def decode_page_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        offset = orjson.loads(base64.urlsafe_b64decode(token.encode()))["o"]
-    except Exception:
-        raise InvalidInput("invalid page_token: pass back the next_page_token you got") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidInput("invalid page_token: pass back the next_page_token you got")
-    return offset
-
-
-class TrackingService:
+class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
     """Experiments and runs over the metadata database and the blob store."""
-
-    def __init__(
-        self, db: Database, blobs: BlobStore, guard: Guard, *, max_batch_points: int
-    ) -> None:
-        self._db = db
-        self._blobs = blobs
-        self._guard = guard
-        self._max_batch_points = max_batch_points
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _experiment_scope(self, s: Session, experiment_id: int) -> tuple[ExperimentRow, ProjectRow]:
-        found = s.execute(
-            select(ExperimentRow, ProjectRow)
-            .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
-            .where(ExperimentRow.id == experiment_id)
-        ).first()
-        if found is None:
-            raise NotFound(f"experiment {experiment_id} does not exist")
-        return found[0], found[1]
-
-    def _run_scope(self, s: Session, run_id: str) -> tuple[RunRow, ProjectRow]:
-        check.run_id(run_id)
-        found = s.execute(
-            select(RunRow, ProjectRow)
-            .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
-            .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
-            .where(RunRow.id == run_id)
-        ).first()
-        if found is None:
-            raise NotFound(f"run {run_id} does not exist")
-        return found[0], found[1]
-
-    def _require(
-        self, p: Principal, perm: Permission, project: ProjectRow, action: str, resource: str
-    ) -> None:
-        self._guard.require(
-            p, perm, project=project.name, project_id=project.id, action=action, resource=resource
-        )
-
-    def _run_for(
-        self, s: Session, p: Principal, run_id: str, perm: Permission, action: str
-    ) -> tuple[RunRow, ProjectRow]:
-        run, project = self._run_scope(s, run_id)
-        self._require(p, perm, project, action, f"run/{run_id}")
-        return run, project
-
-    def _writable_run(
-        self, s: Session, p: Principal, run_id: str, action: str
-    ) -> tuple[RunRow, ProjectRow]:
-        run, project = self._run_for(s, p, run_id, Permission.WRITE, action)
-        if run.lifecycle_stage != LifecycleStage.ACTIVE:
-            raise Conflict(f"run {run_id} is deleted: restore it before logging to it")
-        return run, project
-
-    def _experiment_entity(self, s: Session, row: ExperimentRow, project: str) -> Experiment:
-        return _rows.experiment(row, project, _rows.experiment_tags(s, [row.id]).get(row.id, {}))
-
-    # -- experiments -------------------------------------------------------------------------
-
-    def create_experiment(
-        self,
-        p: Principal,
-        name: str,
-        *,
-        project: str = projects.DEFAULT_PROJECT,
-        artifact_location: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        description: str = "",
-    ) -> str:
-        """Create an experiment; returns its id. Names are unique within a project."""
-        check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
-        clean_tags = check.string_map("tag", tags)
-        with self._guard.unit(write=True) as s:
-            proj = project_rows.get_or_create(s, project)
-            self._require(p, Permission.WRITE, proj, "experiment.create", f"experiment/{name}")
-            if (
-                s.scalar(
-                    select(ExperimentRow.id).where(
-                        ExperimentRow.project_id == proj.id, ExperimentRow.name == name
-                    )
-                )
-                is not None
-            ):
-                raise AlreadyExists(
-                    f"an experiment named {name!r} exists already in project {project!r}"
-                )
-            now = now_ms()
-            row = ExperimentRow(
-                project_id=proj.id,
-                name=name,
-                description=description,
-                artifact_location=artifact_location or "",
-                lifecycle_stage=LifecycleStage.ACTIVE,
-                creation_time=now,
-                last_update_time=now,
-            )
-            s.add(row)
-            s.flush()
-            if not artifact_location:
-                row.artifact_location = f"mlplane-artifacts:/{row.id}"
-            s.add_all(
-                ExperimentTagRow(experiment_id=row.id, key=k, value=v)
-                for k, v in clean_tags.items()
-            )
-            self._guard.audit(
-                s, p, "experiment.create", f"experiment/{row.id}", proj.id, details={"name": name}
-            )
-            return str(row.id)
-
-    def get_experiment(self, p: Principal, experiment_id: str) -> Experiment:
-        eid = check.experiment_id(experiment_id)
-        with self._guard.unit(write=False) as s:
-            row, proj = self._experiment_scope(s, eid)
-            self._require(p, Permission.READ, proj, "experiment.read", f"experiment/{eid}")
-            return self._experiment_entity(s, row, proj.name)
-
-    def get_experiment_by_name(
-        self, p: Principal, name: str, *, project: str = projects.DEFAULT_PROJECT
-    ) -> Experiment:
-        with self._guard.unit(write=False) as s:
-            found = s.execute(
-                select(ExperimentRow, ProjectRow)
-                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
-                .where(ProjectRow.name == project, ExperimentRow.name == name)
-            ).first()
-            if found is None:
-                raise NotFound(f"no experiment named {name!r} in project {project!r}")
-            row, proj = found
-            self._require(p, Permission.READ, proj, "experiment.read", f"experiment/{row.id}")
-            return self._experiment_entity(s, row, proj.name)
-
-    def get_or_create_experiment(
-        self, p: Principal, name: str, *, project: str = projects.DEFAULT_PROJECT
-    ) -> str:
-        """The id of the experiment named ``name``, created if missing (race-safe)."""
-        try:
-            return self.get_experiment_by_name(p, name, project=project).experiment_id
-        except NotFound:
-            pass
-        try:
-            return self.create_experiment(p, name, project=project)
-        except AlreadyExists:
-            return self.get_experiment_by_name(p, name, project=project).experiment_id
-
-    def search_experiments(
-        self,
-        p: Principal,
-        *,
-        view_type: ViewType = ViewType.ACTIVE_ONLY,
-        name_like: str | None = None,
-        project: str | None = None,
-        max_results: int = 1000,
-        page_token: str | None = None,
-    ) -> ExperimentPage:
-        """Experiments the caller may read, newest first."""
-        check.max_results(max_results)
-        offset = decode_page_token(page_token)
-        with self._guard.unit(write=False) as s:
-            q = select(ExperimentRow, ProjectRow.name).join(
-                ProjectRow, ProjectRow.id == ExperimentRow.project_id
-            )
-            q = _stage_filter(q, ExperimentRow.lifecycle_stage, ViewType(view_type))
-            if name_like:
-                q = q.where(ExperimentRow.name.like(name_like))
-            if project:
-                q = q.where(ProjectRow.name == project)
-            q = q.order_by(ExperimentRow.creation_time.desc(), ExperimentRow.id.desc())
-            rows = [(row, proj) for row, proj in s.execute(q) if allowed(p, Permission.READ, proj)]
-            page = rows[offset : offset + max_results]
-            tags = _rows.experiment_tags(s, [r.id for r, _ in page])
-            exps = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in page]
-            more = offset + max_results < len(rows)
-            return ExperimentPage(exps, encode_page_token(offset + max_results) if more else None)
-
-    def update_experiment(
-        self,
-        p: Principal,
-        experiment_id: str,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-    ) -> None:
-        eid = check.experiment_id(experiment_id)
-        with self._guard.unit(write=True) as s:
-            row, proj = self._experiment_scope(s, eid)
-            self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
-            if name is not None and name != row.name:
-                check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
-                if (
-                    s.scalar(
-                        select(ExperimentRow.id).where(
-                            ExperimentRow.project_id == proj.id, ExperimentRow.name == name
-                        )
-                    )
-                    is not None
-                ):
-                    raise AlreadyExists(f"an experiment named {name!r} exists already")
-                row.name = name
-            if description is not None:
-                row.description = description
-            row.last_update_time = now_ms()
-            self._guard.audit(
-                s,
-                p,
-                "experiment.update",
-                f"experiment/{eid}",
-                proj.id,
-                details={"name": name, "description": description is not None},
-            )
-
-    def set_experiment_tag(self, p: Principal, experiment_id: str, key: str, value: str) -> None:
-        eid = check.experiment_id(experiment_id)
-        tags = check.string_map("tag", {key: value})
-        with self._guard.unit(write=True) as s:
-            row, proj = self._experiment_scope(s, eid)
-            self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
-            s.merge(ExperimentTagRow(experiment_id=eid, key=key, value=tags[key]))
-            row.last_update_time = now_ms()
-
-    def delete_experiment(self, p: Principal, experiment_id: str) -> None:
-        """Soft-delete an experiment and its runs (restorable)."""
-        self._set_experiment_stage(p, experiment_id, LifecycleStage.DELETED)
-
-    def restore_experiment(self, p: Principal, experiment_id: str) -> None:
-        self._set_experiment_stage(p, experiment_id, LifecycleStage.ACTIVE)
-
-    def _set_experiment_stage(
-        self, p: Principal, experiment_id: str, stage: LifecycleStage
-    ) -> None:
-        eid = check.experiment_id(experiment_id)
-        action = "experiment.delete" if stage == LifecycleStage.DELETED else "experiment.restore"
-        with self._guard.unit(write=True) as s:
-            row, proj = self._experiment_scope(s, eid)
-            self._require(p, Permission.WRITE, proj, action, f"experiment/{eid}")
-            if row.lifecycle_stage == stage:
-                raise Conflict(f"experiment {eid} is already {stage.value}")
-            now = now_ms()
-            row.lifecycle_stage = stage
-            row.last_update_time = now
-            s.execute(
-                update(RunRow)
-                .where(RunRow.experiment_id == eid)
-                .values(
-                    lifecycle_stage=stage,
-                    deleted_time=now if stage == LifecycleStage.DELETED else None,
-                )
-            )
-            self._guard.audit(s, p, action, f"experiment/{eid}", proj.id)
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -630,79 +356,6 @@ class TrackingService:
                 s.merge(TagRow(run_id=run.id, key="mlplane.failure", value="heartbeat lost"))
             return len(rows)
 
-    # -- artifacts ---------------------------------------------------------------------------
-
-    def log_artifact(
-        self, p: Principal, run_id: str, path: str, source: str | os.PathLike[str] | Iterable[bytes]
-    ) -> ArtifactInfo:
-        """Store a file (a local path or a stream of bytes) as ``path`` in the run's artifacts.
-
-        The blob is stored before the row that points to it is committed, so
-        a crash leaves at most an unreferenced blob, never a dangling row.
-        """
-        clean = check.artifact_path(path)
-        with self._guard.unit(write=False) as s:
-            self._writable_run(s, p, run_id, "artifact.write")
-        if isinstance(source, str | os.PathLike):
-            if not Path(source).is_file():
-                raise InvalidInput(f"{source} is not a file")
-            digest, size = self._blobs.put_file(source)
-        else:
-            digest, size = self._blobs.put_stream(source)
-        with self._guard.unit(write=True) as s:
-            self._writable_run(s, p, run_id, "artifact.write")
-            s.merge(
-                ArtifactRow(
-                    run_id=run_id, path=clean, digest=digest, size=size, created_at=now_ms()
-                )
-            )
-        return ArtifactInfo(path=clean, is_dir=False, size=size, digest=digest)
-
-    def list_artifacts(
-        self, p: Principal, run_id: str, path: str | None = None, *, recursive: bool = False
-    ) -> list[ArtifactInfo]:
-        """Files and folders directly under ``path`` (or every file below it when recursive)."""
-        prefix = check.artifact_path(path, allow_root=True)
-        with self._guard.unit(write=False) as s:
-            self._run_for(s, p, run_id, Permission.READ, "artifact.list")
-            q = select(ArtifactRow.path, ArtifactRow.size, ArtifactRow.digest).where(
-                ArtifactRow.run_id == run_id
-            )
-            if prefix:
-                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                q = q.where(ArtifactRow.path.like(escaped + "/%", escape="\\"))
-            rows = s.execute(q.order_by(ArtifactRow.path)).all()
-        base = len(prefix) + 1 if prefix else 0
-        if recursive:
-            return [ArtifactInfo(path=r[0], is_dir=False, size=r[1], digest=r[2]) for r in rows]
-        out: dict[str, ArtifactInfo] = {}
-        for apath, size, digest in rows:
-            rest = apath[base:]
-            head, sep, _ = rest.partition("/")
-            full = (prefix + "/" + head) if prefix else head
-            if sep:
-                out.setdefault(full, ArtifactInfo(path=full, is_dir=True))
-            else:
-                out[full] = ArtifactInfo(path=full, is_dir=False, size=size, digest=digest)
-        return list(out.values())
-
-    def open_artifact(self, p: Principal, run_id: str, path: str) -> tuple[ArtifactInfo, BinaryIO]:
-        """A file artifact's description and a stream of its bytes."""
-        clean = check.artifact_path(path)
-        with self._guard.unit(write=False) as s:
-            self._run_for(s, p, run_id, Permission.READ, "artifact.read")
-            row = s.get(ArtifactRow, (run_id, clean))
-            if row is None:
-                raise NotFound(f"run {run_id} has no artifact file {clean!r}")
-            info = ArtifactInfo(path=row.path, is_dir=False, size=row.size, digest=row.digest)
-        return info, self._blobs.open(info.digest or "")
-
-    def iter_artifact(self, p: Principal, run_id: str, path: str) -> Iterator[bytes]:
-        _, fh = self.open_artifact(p, run_id, path)
-        with fh:
-            while chunk := fh.read(1024 * 1024):
-                yield chunk
-
 
 def _status(value: str) -> RunStatus:
     try:
@@ -710,14 +363,6 @@ def _status(value: str) -> RunStatus:
     except ValueError:
         allowed = ", ".join(s.value for s in RunStatus)
         raise InvalidInput(f"unknown run status {value!r}: use one of {allowed}") from None
-
-
-def _stage_filter(q, column, view: ViewType):  # type: ignore[no-untyped-def]
-    if view == ViewType.ACTIVE_ONLY:
-        return q.where(column == LifecycleStage.ACTIVE)
-    if view == ViewType.DELETED_ONLY:
-        return q.where(column == LifecycleStage.DELETED)
-    return q
 
 
 _ADJ = ("brave", "calm", "eager", "fast", "gentle", "keen", "lucky", "quiet", "sharp", "wise")
