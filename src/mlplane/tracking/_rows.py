@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +17,6 @@ from mlplane.tracking.tables import (
     LatestMetricRow,
     ParamRow,
     RunInputRow,
-    RunRow,
     TagRow,
 )
 
@@ -54,7 +54,8 @@ def experiment_tags(session: Session, ids: Sequence[int]) -> dict[int, dict[str,
     return out
 
 
-def run_info(row: RunRow) -> RunInfo:
+def run_info(row: Any) -> RunInfo:
+    """From a ``RunRow`` or a plain row of the ``runs`` columns."""
     return RunInfo(
         run_id=row.id,
         run_name=row.name,
@@ -69,7 +70,7 @@ def run_info(row: RunRow) -> RunInfo:
     )
 
 
-def load_runs(session: Session, rows: Sequence[RunRow]) -> list[Run]:
+def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
     """Full runs (params, latest metrics, tags, inputs) for ``rows``, in four queries a chunk."""
     ids = [r.id for r in rows]
     params: dict[str, dict[str, str]] = defaultdict(dict)
@@ -92,19 +93,20 @@ def load_runs(session: Session, rows: Sequence[RunRow]) -> list[Run]:
             )
         ):
             metrics[run][k] = value_out(num)
-        for inp in session.scalars(
-            select(RunInputRow).where(RunInputRow.run_id.in_(chunk)).order_by(RunInputRow.id)
-        ):
-            inputs[inp.run_id].append(
-                RunInput(
-                    kind=inp.kind,
-                    name=inp.name,
-                    version=inp.version,
-                    digest=inp.digest,
-                    source=inp.source,
-                    context=inp.context,
-                )
+        for run, *fields in session.execute(
+            select(
+                RunInputRow.run_id,
+                RunInputRow.kind,
+                RunInputRow.name,
+                RunInputRow.version,
+                RunInputRow.digest,
+                RunInputRow.source,
+                RunInputRow.context,
             )
+            .where(RunInputRow.run_id.in_(chunk))
+            .order_by(RunInputRow.id)
+        ):
+            inputs[run].append(RunInput(*fields))
     return [
         Run(
             info=run_info(r),

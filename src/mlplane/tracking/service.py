@@ -311,7 +311,9 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
             if not ids:
                 return RunPage([], None)
             q = search_sql.build_search_query(ids, expr, order, view.value)
-            rows = list(s.scalars(q.offset(offset).limit(max_results + 1)))
+            # Plain rows, not ORM objects: a page of a thousand runs skips the identity map.
+            q = q.with_only_columns(*RunRow.__table__.columns)
+            rows = s.execute(q.offset(offset).limit(max_results + 1)).all()
             more = len(rows) > max_results
             runs = _rows.load_runs(s, rows[:max_results])
             return RunPage(runs, encode_page_token(offset + max_results) if more else None)
