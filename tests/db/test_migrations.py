@@ -38,8 +38,8 @@ def _first_schema_db(url: str) -> Database:
         )
         s.execute(
             text(
-                "INSERT INTO runs (id, experiment_id, name, status, start_time, "
-                "lifecycle_stage, user_id, artifact_uri) VALUES ('"
+                "INSERT INTO runs (seq, id, experiment_id, name, status, start_time, "
+                "lifecycle_stage, user_id, artifact_uri) VALUES (7, '"
                 + "a" * 32
                 + "', 1, 'r', 'FINISHED', 5, 'active', 'me', '')"
             )
@@ -47,11 +47,11 @@ def _first_schema_db(url: str) -> Database:
         s.execute(
             text("INSERT INTO params (run_id, key, value) VALUES ('" + "a" * 32 + "', 'lr', '0.1')")
         )
+        s.execute(text("INSERT INTO metric_keys (id, key) VALUES (3, 'acc')"))
         s.execute(
             text(
-                "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES ('"
-                + "a" * 32
-                + "', 'acc', 0, 5, 0.9)"
+                "INSERT INTO metrics (run_seq, key_id, step, timestamp, value) "
+                "VALUES (7, 3, 0, 5, 0.9)"
             )
         )
         s.execute(
@@ -91,6 +91,11 @@ def test_upgrade_from_the_first_schema_keeps_data(
     client = Client(settings=load_settings(home=tmp_path, db_url=url))
     run = client.get_run("a" * 32)
     assert run.data.params == {"lr": "0.1"} and run.data.metrics == {"acc": 0.9}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "acc")] == [
+        (0, 0.9)
+    ]
+    client.log_metric(run.info.run_id, "acc", 0.95, step=1)  # the old key id is reused
+    assert client.get_run(run.info.run_id).data.metrics == {"acc": 0.95}
     assert run.inputs == []
     client.log_inputs(run.info.run_id, [])  # the new table works
     client.close()

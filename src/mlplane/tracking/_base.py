@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from mlplane.db.engine import Database
 from mlplane.errors import Conflict, InvalidInput, NotFound
 from mlplane.projects.tables import ProjectRow
 from mlplane.security import Guard, Permission, Principal
-from mlplane.tracking import _rows
+from mlplane.tracking import _rows, ingest
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
     Experiment,
@@ -52,6 +53,14 @@ class ServiceBase:
         self._blobs = blobs
         self._guard = guard
         self._max_batch_points = max_batch_points
+        self._key_ids: dict[str, int] = {}  # interned metric keys: ids never change
+
+    def _metric_key_ids(self, keys: Sequence[str]) -> dict[str, int]:
+        known = self._key_ids
+        missing = [k for k in set(keys) if k not in known]
+        if missing:
+            known.update(ingest.intern_keys(self._db.write, missing))
+        return known
 
     # -- helpers -----------------------------------------------------------------------------
 

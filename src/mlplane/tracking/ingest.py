@@ -7,15 +7,19 @@ point with the highest (step, timestamp, value) as MLflow does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from mlplane.tracking.tables import MetricKeyRow
 from mlplane.tracking.validation import Columns
 
-_SQLITE_INSERT = "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_INSERT = (
+    "INSERT INTO metrics (run_seq, key_id, step, timestamp, value) VALUES (?, ?, ?, ?, ?)"
+)
 
 _UPSERT_LATEST = text(
     "INSERT INTO latest_metrics (run_id, key, step, timestamp, value) "
@@ -46,18 +50,26 @@ def latest_points(cols: Columns) -> dict[str, tuple[int, int, float | None]]:
     return best
 
 
-def insert_metrics(session: Session, dialect: str, run_id: str, cols: Columns) -> None:
-    """Append checked columns (keys, steps, timestamps, values) to a run's history and
-    update its latest values."""
+def insert_metrics(
+    session: Session,
+    dialect: str,
+    run: tuple[str, int],
+    cols: Columns,
+    key_ids: Mapping[str, int],
+) -> None:
+    """Append checked columns (keys, steps, timestamps, values) to the history of
+    ``run`` (its id and seq) and update its latest values. ``key_ids`` interns keys."""
     if not cols[0]:
         return
+    run_id, run_seq = run
     conn = session.connection()
-    rows = zip(repeat(run_id), *cols)
+    keys, steps, stamps, values = cols
+    rows = zip(repeat(run_seq), map(key_ids.__getitem__, keys), steps, stamps, values)
     if dialect == "postgresql":
         raw: Any = conn.connection.driver_connection
         with (
             raw.cursor() as cur,
-            cur.copy("COPY metrics (run_id, key, step, timestamp, value) FROM STDIN") as copy,
+            cur.copy("COPY metrics (run_seq, key_id, step, timestamp, value) FROM STDIN") as copy,
         ):
             for row in rows:
                 copy.write_row(row)
@@ -70,3 +82,20 @@ def insert_metrics(session: Session, dialect: str, run_id: str, cols: Columns) -
             for k, (s, t, v) in latest_points(cols).items()
         ],
     )
+
+
+def intern_keys(db_session_factory: Any, keys: Iterable[str]) -> dict[str, int]:
+    """Ids of metric keys, created on first use (race-safe across processes).
+
+    Runs in its own committed transaction, so an id handed out is never rolled
+    back under a caller that caches it.
+    """
+    wanted = sorted(set(keys))
+    with db_session_factory() as s:
+        conn = s.connection()
+        stmt = "INSERT INTO metric_keys (key) VALUES (:key) ON CONFLICT (key) DO NOTHING"
+        conn.execute(text(stmt), [{"key": k} for k in wanted])
+        found = conn.execute(
+            select(MetricKeyRow.key, MetricKeyRow.id).where(MetricKeyRow.key.in_(wanted))
+        ).all()
+    return {k: i for k, i in found}

@@ -40,6 +40,7 @@ from mlplane.tracking.tables import (
     ArtifactRow,
     ExperimentRow,
     LatestMetricRow,
+    MetricKeyRow,
     MetricRow,
     ParamRow,
     RunInputRow,
@@ -172,7 +173,8 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
         """Delete a run and everything logged to it for good (blobs go at garbage collection)."""
         with self._guard.unit(write=True) as s:
             run, proj = self._run_for(s, p, run_id, Permission.WRITE, "run.purge")
-            for table in (MetricRow, LatestMetricRow, ParamRow, TagRow, ArtifactRow, RunInputRow):
+            s.execute(delete(MetricRow).where(MetricRow.run_seq == run.seq))
+            for table in (LatestMetricRow, ParamRow, TagRow, ArtifactRow, RunInputRow):
                 s.execute(delete(table).where(table.run_id == run_id))
             s.execute(
                 update(RunRow).where(RunRow.parent_run_id == run_id).values(parent_run_id=None)
@@ -199,6 +201,7 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
         rows = check.metrics(metrics, self._max_batch_points)
         clean_params = check.string_map("param", params)
         clean_tags = check.string_map("tag", tags)
+        key_ids = self._metric_key_ids(rows[0]) if rows[0] else {}
         with self._guard.unit(write=True) as s:
             run, _ = self._writable_run(s, p, run_id, "run.log")
             if clean_params:
@@ -206,7 +209,7 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
             for k, v in clean_tags.items():
                 s.merge(TagRow(run_id=run_id, key=k, value=v))
             if rows[0]:
-                ingest.insert_metrics(s, self._db.dialect, run_id, rows)
+                ingest.insert_metrics(s, self._db.dialect, (run_id, run.seq), rows, key_ids)
             if run.heartbeat_at is not None and run.status == RunStatus.RUNNING:
                 run.heartbeat_at = now_ms()
 
@@ -269,13 +272,15 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
     ) -> dict[str, list[Metric]]:
         """Histories of several metrics of one run (all when ``keys`` is None)."""
         with self._guard.unit(write=False) as s:
-            self._run_for(s, p, run_id, Permission.READ, "run.read")
-            q = select(MetricRow.key, MetricRow.value, MetricRow.timestamp, MetricRow.step).where(
-                MetricRow.run_id == run_id
+            run, _ = self._run_for(s, p, run_id, Permission.READ, "run.read")
+            q = (
+                select(MetricKeyRow.key, MetricRow.value, MetricRow.timestamp, MetricRow.step)
+                .join(MetricKeyRow, MetricKeyRow.id == MetricRow.key_id)
+                .where(MetricRow.run_seq == run.seq)
             )
             if keys is not None:
-                q = q.where(MetricRow.key.in_(list(keys)))
-            q = q.order_by(MetricRow.key, MetricRow.step, MetricRow.timestamp, MetricRow.id)
+                q = q.where(MetricKeyRow.key.in_(list(keys)))
+            q = q.order_by(MetricRow.key_id, MetricRow.step, MetricRow.timestamp, MetricRow.id)
             out: dict[str, list[Metric]] = {}
             for k, v, ts, step in s.execute(q):
                 out.setdefault(k, []).append(Metric(k, _rows.value_out(v), ts, step))

@@ -17,16 +17,30 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "metrics",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("run_id", sa.String(length=32), nullable=False),
+        "metric_keys",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_metric_keys")),
+        sa.UniqueConstraint("key", name=op.f("uq_metric_keys_key")),
+    )
+    op.create_table(
+        "metrics",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("run_seq", sa.BigInteger(), nullable=False),
+        sa.Column("key_id", sa.Integer(), nullable=False),
         sa.Column("step", sa.BigInteger(), nullable=False),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("value", sa.Float(precision=53), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metrics")),
     )
-    op.create_index("ix_metrics_run_key_step", "metrics", ["run_id", "key", "step"], unique=False)
+    op.create_index(
+        "ix_metrics_run_key_step", "metrics", ["run_seq", "key_id", "step"], unique=False
+    )
     op.create_table(
         "projects",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -67,6 +81,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "runs",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("experiment_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=250), nullable=False),
@@ -82,7 +102,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["experiment_id"], ["experiments.id"], name=op.f("fk_runs_experiment_id_experiments")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_runs")),
+        sa.UniqueConstraint("id", name=op.f("uq_runs_id")),
     )
     op.create_index(
         "ix_runs_experiment_stage_start",
@@ -158,3 +179,4 @@ def downgrade() -> None:
     op.drop_table("projects")
     op.drop_index("ix_metrics_run_key_step", table_name="metrics")
     op.drop_table("metrics")
+    op.drop_table("metric_keys")
