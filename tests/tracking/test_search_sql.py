@@ -463,9 +463,14 @@ def test_every_attribute_has_a_column() -> None:
     assert ATTRIBUTE_COLUMNS.keys() == ATTRIBUTES
 
 
-def test_metric_filters_use_the_key_value_index(engine: Engine) -> None:
-    stmt = build_search_query(EXPERIMENTS, parse_filter("metrics.acc > 0.5"), [], "ACTIVE_ONLY")
-    compiled = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+def test_keyed_filters_and_order_join_once_on_the_primary_key(engine: Engine) -> None:
+    """Linear plans whatever the statistics: every keyed lookup is a primary-key search."""
+    expr = parse_filter("metrics.acc > 0.5 and (params.model = 'rf' or metrics.acc < 0.1)")
+    order = parse_order_by(["metrics.acc DESC", "tags.team"])
+    stmt = build_search_query(EXPERIMENTS, expr, order, "ACTIVE_ONLY")
+    compiled = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+    assert compiled.count("LEFT OUTER JOIN") == 3  # acc, model, team: acc joined once
     with engine.connect() as conn:
-        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
-    assert any("ix_latest_metrics_key_value" in row[-1] for row in plan), plan
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
+    keyed = [step for step in plan if any(t in step for t in ("latest_metrics", "params", "tags"))]
+    assert len(keyed) == 3 and all("(run_id=? AND key=?)" in step for step in keyed), plan

@@ -7,7 +7,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from mlplane.tracking.entities import Experiment, Run, RunData, RunInfo, RunInput
@@ -70,6 +71,16 @@ def run_info(row: Any) -> RunInfo:
     )
 
 
+class _IdArray(list[str]):
+    """Run ids bound as one PostgreSQL array (``= ANY(:ids)``)."""
+
+
+def _in(column: Any, ids: Any) -> Any:
+    if isinstance(ids, _IdArray):
+        return column == any_(literal(list(ids), ARRAY(String)))
+    return column.in_(ids)
+
+
 def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
     """Full runs (params, latest metrics, tags, inputs) for ``rows``, in four queries a chunk."""
     ids = [r.id for r in rows]
@@ -77,19 +88,26 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     metrics: dict[str, dict[str, float]] = defaultdict(dict)
     inputs: dict[str, list[RunInput]] = defaultdict(list)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
+    bind = session.get_bind()
+    one_array = bind.dialect.name == "postgresql"
+    step = (len(ids) or 1) if one_array else _CHUNK
+    for i in range(0, len(ids), step):
+        chunk: Any = ids[i : i + step]
+        if one_array:
+            # One array parameter instead of hundreds: the driver parses and plans the
+            # same statement text whatever the page size.
+            chunk = _IdArray(chunk)
         for run, k, v in session.execute(
-            select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(ParamRow.run_id.in_(chunk))
+            select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(_in(ParamRow.run_id, chunk))
         ):
             params[run][k] = v
         for run, k, v in session.execute(
-            select(TagRow.run_id, TagRow.key, TagRow.value).where(TagRow.run_id.in_(chunk))
+            select(TagRow.run_id, TagRow.key, TagRow.value).where(_in(TagRow.run_id, chunk))
         ):
             tags[run][k] = v
         for run, k, num in session.execute(
             select(LatestMetricRow.run_id, LatestMetricRow.key, LatestMetricRow.value).where(
-                LatestMetricRow.run_id.in_(chunk)
+                _in(LatestMetricRow.run_id, chunk)
             )
         ):
             metrics[run][k] = value_out(num)
@@ -103,7 +121,7 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
                 RunInputRow.source,
                 RunInputRow.context,
             )
-            .where(RunInputRow.run_id.in_(chunk))
+            .where(_in(RunInputRow.run_id, chunk))
             .order_by(RunInputRow.id)
         ):
             inputs[run].append(RunInput(*fields))

@@ -1,9 +1,14 @@
 """Compile a parsed run-search filter (:mod:`mlplane.tracking.search`) into SQLAlchemy.
 
-Every literal is a bound parameter. Each comparison on a metric, param, tag
-or dataset becomes ``runs.id IN (SELECT run_id FROM ... WHERE key = ? AND ...)``,
-which the ``(key, value)`` and ``key`` indexes answer without touching the
-runs that cannot match, and which is never NULL, so NOT is a plain complement.
+Every literal is a bound parameter. Each metric, param or tag key the filter
+or the order names is LEFT JOINed once, on the ``(run_id, key)`` primary key,
+and comparisons test the joined value wrapped in ``COALESCE(…, false)``: never
+NULL, so NOT is a plain complement, and a missing key simply does not match.
+Joins on the primary key keep every plan linear in the runs searched, even on a
+PostgreSQL table without planner statistics (right after a bulk load), where
+``IN (subquery)`` plans degrade to nested loops over the subquery (measured:
+1 s instead of 40 ms for 2,000 runs). Datasets, several rows per run, stay
+``runs.id IN (SELECT run_id …)``.
 
 LIKE is case-sensitive and ILIKE is not, on every backend; neither pattern has
 an escape character. SQLite's LIKE ignores ASCII case, so there LIKE is
@@ -16,7 +21,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, literal, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -100,25 +105,49 @@ def build_search_query(
     stmt = select(RunRow).where(RunRow.experiment_id.in_(list(experiment_ids)))
     if stages:
         stmt = stmt.where(RunRow.lifecycle_stage.in_(stages))
+    joins = _Joins()
     if expr is not None:
-        stmt = stmt.where(compile_filter(expr))
-    for index, key in enumerate(order):
-        stmt = _order(stmt, index, key)
-    return stmt.order_by(RunRow.start_time.desc(), RunRow.id.asc())
+        stmt = stmt.where(compile_filter(expr, joins))
+    order_by: list[Any] = []
+    for key in order:
+        order_by += _order(key, joins)
+    stmt = joins.apply(stmt)
+    return stmt.order_by(*order_by, RunRow.start_time.desc(), RunRow.id.asc())
 
 
-def compile_filter(expr: Expr) -> ColumnElement[bool]:
-    """``expr`` as a WHERE clause over ``runs``; true or false for every run, never NULL."""
+class _Joins:
+    """One LEFT JOIN per (entity, key) the filter and the order name."""
+
+    def __init__(self) -> None:
+        self._aliases: dict[tuple[str, str], Any] = {}
+
+    def row(self, entity: str, key: str) -> Any:
+        found = self._aliases.get((entity, key))
+        if found is None:
+            found = aliased(_KEYED_ROWS[entity], name=f"k_{len(self._aliases)}")
+            self._aliases[(entity, key)] = found
+        return found
+
+    def apply(self, stmt: Select[RunRow]) -> Select[RunRow]:
+        for (_, key), row in self._aliases.items():
+            stmt = stmt.outerjoin(row, and_(row.run_id == RunRow.id, row.key == key))
+        return stmt
+
+
+def compile_filter(expr: Expr, joins: _Joins | None = None) -> ColumnElement[bool]:
+    """``expr`` as a WHERE clause over ``runs`` and the joins it registers in ``joins``;
+    true or false for every run, never NULL."""
+    joins = joins if joins is not None else _Joins()
     if isinstance(expr, And):
-        return and_(*(compile_filter(e) for e in expr.operands))
+        return and_(*(compile_filter(e, joins) for e in expr.operands))
     if isinstance(expr, Or):
-        return or_(*(compile_filter(e) for e in expr.operands))
+        return or_(*(compile_filter(e, joins) for e in expr.operands))
     if isinstance(expr, Not):
-        return not_(compile_filter(expr.operand))
-    return _comparison(expr)
+        return not_(compile_filter(expr.operand, joins))
+    return _comparison(expr, joins)
 
 
-def _comparison(cmp: Comparison) -> ColumnElement[bool]:
+def _comparison(cmp: Comparison, joins: _Joins) -> ColumnElement[bool]:
     if cmp.entity == "attributes":
         column = ATTRIBUTE_COLUMNS[cmp.key]
         condition = _apply(column, cmp.op, cmp.value)
@@ -130,13 +159,13 @@ def _comparison(cmp: Comparison) -> ColumnElement[bool]:
             _apply(_DATASET_COLUMNS[cmp.key], cmp.op, cmp.value),
         )
         return RunRow.id.in_(sub)
-    row = _KEYED_ROWS[cmp.entity]
-    if cmp.op in ("IS NULL", "IS NOT NULL"):
-        present = RunRow.id.in_(select(row.run_id).where(row.key == cmp.key))
-        return present if cmp.op == "IS NOT NULL" else not_(present)
-    # A NULL (NaN) metric fails every comparison here, so it never matches.
-    sub = select(row.run_id).where(row.key == cmp.key, _apply(row.value, cmp.op, cmp.value))
-    return RunRow.id.in_(sub)
+    row = joins.row(cmp.entity, cmp.key)
+    if cmp.op == "IS NULL":
+        return row.run_id.is_(None)  # type: ignore[no-any-return]
+    if cmp.op == "IS NOT NULL":
+        return row.run_id.is_not(None)  # type: ignore[no-any-return]
+    # A missing key or a NULL (NaN) metric makes the comparison NULL: it does not match.
+    return func.coalesce(_apply(row.value, cmp.op, cmp.value), false())
 
 
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -153,18 +182,15 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise InvalidInput(f"comparator {op} is not supported here")
 
 
-def _order(stmt: Select[RunRow], index: int, key: OrderKey) -> Select[RunRow]:
+def _order(key: OrderKey, joins: _Joins) -> list[Any]:
     if key.entity == "attributes" and key.key in ATTRIBUTE_COLUMNS:
         value: Any = ATTRIBUTE_COLUMNS[key.key]
     elif key.entity in _KEYED_ROWS:
-        # One alias per key: two metric keys need two independent joins.
-        row = aliased(_KEYED_ROWS[key.entity], name=f"order_{index}")
-        stmt = stmt.outerjoin(row, and_(row.run_id == RunRow.id, row.key == key.key))
-        value = row.value
+        value = joins.row(key.entity, key.key).value
     else:
         raise InvalidInput(f"cannot order runs by {key.entity}.{key.key}")
     # Portable NULLS LAST: false sorts before true on SQLite and PostgreSQL alike.
-    return stmt.order_by(value.is_(None), value.asc() if key.ascending else value.desc())
+    return [value.is_(None), value.asc() if key.ascending else value.desc()]
 
 
 class _Like(ColumnElement[bool]):
