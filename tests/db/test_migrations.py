@@ -132,3 +132,40 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'w.db'}")
     with db.read() as s:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def _start_worker(url: str) -> None:
+    db = Database(url)
+    try:
+        ensure_schema(db)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_first_starts_migrate_once(backend: str, tmp_path: Path) -> None:
+    """Server worker processes start together on an empty database: all come up."""
+    import multiprocessing
+
+    from tests.conftest import create_pg_database, drop_pg_database, postgres_available
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        if not postgres_available():
+            pytest.skip("PostgreSQL is not reachable")
+        url = create_pg_database()
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_start_worker, args=(url,)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+        db = Database(url)
+        assert current_revision(db) == HEAD_REVISION
+        db.dispose()
+    finally:
+        if backend == "postgres":
+            drop_pg_database(url)

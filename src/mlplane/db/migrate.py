@@ -22,6 +22,7 @@ HEAD_REVISION = "0002_inputs_audit"
 """The newest revision; a test pins it to the head of the shipped scripts."""
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x6D6C706C  # "mlpl": the advisory lock that serialises migrations
 
 
 def alembic_config(db: Database) -> Config:
@@ -56,6 +57,10 @@ def upgrade(db: Database, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` (``mlplane db upgrade``)."""
     cfg = alembic_config(db)
     with db._write_engine.connect() as conn:
+        if db.dialect == "postgresql":
+            # Server workers start together: one migrates, the others wait here and then
+            # find the schema current. (SQLite writers already serialise on BEGIN IMMEDIATE.)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
         if conn.in_transaction():
