@@ -31,6 +31,10 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # One transaction for the whole upgrade, SQLite included (our connections emit
+        # BEGIN themselves, so SQLite's DDL is transactional): another process sees the
+        # old schema or the new one, never a revision in between.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
