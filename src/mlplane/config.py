@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     db_url: str | None = None
     artifacts_url: str | None = None
     token: SecretStr | None = None
+    master_key: SecretStr | None = None
+    """Base64 of 32 bytes; else a key file is created under ``home`` (mode 0600)."""
     ca_bundle: Path | None = None
 
     heartbeat_interval_s: float = Field(default=15.0, gt=0)

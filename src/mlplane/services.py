@@ -6,12 +6,14 @@ and call its services; nothing else opens the database or the blob store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlplane.blobs import BlobStore
+from mlplane.blobs.chunks import ChunkStore
 from mlplane.config import Settings
 from mlplane.db import Database, ensure_schema
 from mlplane.security import Guard
+from mlplane.security.keys import KeyRing, provider_for
 from mlplane.tracking.service import TrackingService
 
 
@@ -22,6 +24,7 @@ class Services:
     blobs: BlobStore
     guard: Guard
     tracking: TrackingService
+    _chunks: ChunkStore | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Services:
@@ -33,5 +36,18 @@ class Services:
         tracking = TrackingService(db, blobs, guard, max_batch_points=settings.max_batch_points)
         return cls(settings=settings, db=db, blobs=blobs, guard=guard, tracking=tracking)
 
+    @property
+    def chunks(self) -> ChunkStore:
+        """The encrypted chunk store; the master key is created on first use."""
+        if self._chunks is None:
+            secret = self.settings.master_key
+            provider = provider_for(
+                self.settings.home, secret.get_secret_value() if secret else None
+            )
+            self._chunks = ChunkStore(self.blobs, self.db, KeyRing(provider))
+        return self._chunks
+
     def close(self) -> None:
+        if self._chunks is not None:
+            self._chunks.close()
         self.db.dispose()

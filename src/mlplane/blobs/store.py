@@ -128,7 +128,25 @@ class BlobStore:
             Path(tmp_name).unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
-        return self.put_stream([data])
+        """Store bytes already in memory (a chunk): no spool file, one write or one PUT."""
+        digest = PREFIX + blake3.blake3(data).hexdigest()
+        if self.exists(digest):
+            return digest, len(data)
+        key = self._key(digest)
+        try:
+            if self.is_local:
+                tmp = Path(self.root, "tmp", uuid.uuid4().hex)
+                try:
+                    tmp.write_bytes(data)
+                    Path(key).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, key)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                self.fs.pipe_file(key, data)
+        except OSError as exc:
+            raise Unavailable(f"could not write to blob store {self.url}: {exc}") from exc
+        return digest, len(data)
 
     def open(self, digest: str) -> BinaryIO:
         """Open a blob for streaming reads."""
