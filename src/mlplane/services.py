@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from mlplane.blobs import BlobStore
 from mlplane.blobs.chunks import ChunkStore
 from mlplane.config import Settings
+from mlplane.data.service import DataService
 from mlplane.db import Database, ensure_schema
 from mlplane.security import Guard
 from mlplane.security.keys import KeyRing, provider_for
@@ -24,6 +25,7 @@ class Services:
     blobs: BlobStore
     guard: Guard
     tracking: TrackingService
+    data: DataService
     _chunks: ChunkStore | None = field(default=None, repr=False)
 
     @classmethod
@@ -34,7 +36,15 @@ class Services:
         blobs = BlobStore(settings.resolved_artifacts_url)
         guard = Guard(db)
         tracking = TrackingService(db, blobs, guard, max_batch_points=settings.max_batch_points)
-        return cls(settings=settings, db=db, blobs=blobs, guard=guard, tracking=tracking)
+        services = cls(
+            settings=settings,
+            db=db,
+            blobs=blobs,
+            guard=guard,
+            tracking=tracking,
+            data=DataService(db, lambda: services.chunks, guard),
+        )
+        return services
 
     @property
     def chunks(self) -> ChunkStore:

@@ -1,0 +1,155 @@
+"""Dataset versions through the real service on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mlplane.config import load_settings
+from mlplane.errors import InvalidInput, NotFound
+from mlplane.security import local_admin
+from mlplane.security.tables import AuditEventRow
+from mlplane.services import Services
+
+ME = local_admin("tester")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    if request.param == "postgres":
+        from tests.conftest import create_pg_database, drop_pg_database, postgres_available
+
+        if not postgres_available():
+            pytest.skip("PostgreSQL is not reachable")
+        url = create_pg_database()
+        s = Services.from_settings(load_settings(home=tmp_path / "home", db_url=url))
+        yield s
+        s.close()
+        drop_pg_database(url)
+    else:
+        s = Services.from_settings(load_settings(home=tmp_path / "home"))
+        yield s
+        s.close()
+
+
+def _folder(root: Path, rows: int = 20_000) -> Path:
+    rnd = random.Random(1)
+    (root / "raw").mkdir(parents=True)
+    with open(root / "train.csv", "w") as fh:
+        fh.write("id,amount,label\n")
+        for i in range(rows):
+            fh.write(f"{i},{rnd.random() * 100:.2f},{rnd.randint(0, 1)}\n")
+    (root / "raw" / "blob.bin").write_bytes(os.urandom(300_000))
+    (root / "README.md").write_text("transactions\n")
+    return root
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all((a / f).read_bytes() == (b / f).read_bytes() for f in files_a)
+
+
+def test_add_get_and_materialize(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src")
+    first = svc.data.add(ME, "transactions", src)
+    v = first.version
+    assert first.created and v.version == 1 and v.tags == ["latest"]
+    assert v.file_count == 3 and {f.path for f in v.files} == {
+        "train.csv",
+        "raw/blob.bin",
+        "README.md",
+    }
+    assert v.size == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert svc.data.get(ME, "transactions@latest").digest == v.digest
+    out = svc.data.materialize(ME, "transactions@1", tmp_path / "out")
+    assert _same_tree(src, out)
+
+
+def test_unchanged_re_add_creates_nothing_and_reads_nothing(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src")
+    svc.data.add(ME, "t", src)
+    again = svc.data.add(ME, "t", src)
+    assert not again.created and again.version.version == 1
+    assert again.files_rehashed == 0 and again.bytes_in == 0
+
+
+def test_versions_are_immutable_and_an_append_stores_little(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src", rows=1_000_000)  # ~15 MB: many 1 MiB chunks
+    first = svc.data.add(ME, "t", src)
+    before = (src / "train.csv").read_bytes()
+    with open(src / "train.csv", "a") as fh:  # 1% more rows
+        for i in range(10_000):
+            fh.write(f"{1_000_000 + i},1.00,0\n")
+    second = svc.data.add(ME, "t", src)
+    assert second.created and second.version.version == 2 and second.files_rehashed == 1
+    # Only the chunks at the end change: at most two chunks' worth is stored again.
+    assert second.bytes_stored < 0.15 * first.bytes_stored
+    old = svc.data.materialize(ME, "t@1", tmp_path / "old")
+    assert (old / "train.csv").read_bytes() == before
+    assert [v.version for v in svc.data.versions(ME, "t")] == [2, 1]
+    assert svc.data.get(ME, "t").version == 2
+
+
+def test_tags_and_helpful_errors(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src", rows=100)
+    svc.data.add(ME, "t", src)
+    (src / "README.md").write_text("changed\n")
+    svc.data.add(ME, "t", src)
+    svc.data.tag(ME, "t@1", "prod")
+    assert svc.data.get(ME, "t@prod").version == 1
+    with pytest.raises(NotFound, match="versions: 1, 2; tags: latest, prod"):
+        svc.data.get(ME, "t@7")
+    with pytest.raises(NotFound, match="no dataset named"):
+        svc.data.get(ME, "nope")
+    with pytest.raises(InvalidInput, match="dataset name"):
+        svc.data.add(ME, "../evil", src)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        svc.data.add(ME, "t", tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="no files"):
+        svc.data.add(ME, "t", tmp_path / "empty")
+    with pytest.raises(InvalidInput, match="latest"):
+        svc.data.tag(ME, "t@2", "latest")
+    assert [d.name for d in svc.data.list_datasets(ME)] == ["t"]
+
+
+def test_adds_and_downloads_are_audited(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src", rows=10)
+    svc.data.add(ME, "t", src)
+    svc.data.materialize(ME, "t@1", tmp_path / "out")
+    with svc.db.read() as s:
+        actions = list(
+            s.scalars(select(AuditEventRow.action).where(AuditEventRow.actor == "tester"))
+        )
+    assert "dataset.version.create" in actions and "dataset.download" in actions
+
+
+def test_an_interrupted_add_leaves_no_version_and_a_rerun_resumes(
+    svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _folder(tmp_path / "src", rows=50_000)
+    store = svc.chunks
+    real = store.put_file
+    calls = {"n": 0}
+
+    def dies_on_second_file(path, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(path, **kw)
+
+    monkeypatch.setattr(store, "put_file", dies_on_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        svc.data.add(ME, "t", src)
+    with pytest.raises(NotFound):
+        svc.data.get(ME, "t")
+    monkeypatch.setattr(store, "put_file", real)
+    result = svc.data.add(ME, "t", src)
+    assert result.created and result.version.version == 1
+    assert _same_tree(src, svc.data.materialize(ME, "t", tmp_path / "out"))
