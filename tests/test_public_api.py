@@ -18,6 +18,7 @@ EXPECTED = {
     "RunStatus",
     "ViewType",
     "__version__",
+    "data",
     "active_run",
     "end_run",
     "flush",

@@ -4,6 +4,7 @@ The fluent API (``mlplane.start_run()``, ``mlplane.log_metric()``…) wraps one
 :class:`Client`; ``MLPLANE_URI`` picks the embedded store or a server.
 """
 
+from mlplane import data
 from mlplane._version import __version__
 from mlplane.client import Client
 from mlplane.errors import (
@@ -56,6 +57,7 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "data",
     "end_run",
     "flush",
     "get_run",

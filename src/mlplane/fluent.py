@@ -294,7 +294,7 @@ def log_dict(data: Any, artifact_file: str) -> None:
 
 
 def log_input(
-    name: str,
+    name: str | Any,
     *,
     kind: str = "dataset",
     version: str = "",
@@ -302,7 +302,17 @@ def log_input(
     source: str = "",
     context: str = "",
 ) -> None:
-    """Record that the active run read ``name`` (a dataset version, usually)."""
+    """Record that the active run read something: a dataset version (what
+    ``mlplane.data.get`` or ``mlplane.data.add`` returned) or anything else by name."""
+    from mlplane.data import Dataset
+    from mlplane.datasets.entities import DatasetVersion
+
+    if isinstance(name, Dataset):
+        name = name.version
+    if isinstance(name, DatasetVersion):
+        dv = name
+        name, version, digest = dv.name, str(dv.version), dv.digest
+        source = source or f"mlplane-data:{dv.project}/{dv.name}@{dv.version}"
     client().log_inputs(
         _require_run().run_id,
         [

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from mlplane.blobs import BlobStore
 from mlplane.blobs.chunks import ChunkStore
 from mlplane.config import Settings
-from mlplane.data.service import DataService
+from mlplane.datasets.service import DataService
 from mlplane.db import Database, ensure_schema
 from mlplane.security import Guard
 from mlplane.security.keys import KeyRing, provider_for

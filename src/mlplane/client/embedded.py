@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
+from mlplane.datasets.entities import AddResult, DatasetVersion
 from mlplane.security import Principal, local_admin
 from mlplane.services import Services
 from mlplane.tracking.entities import (
@@ -173,6 +174,26 @@ class EmbeddedTransport(Transport):
 
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
         return self._t.iter_artifact(self.principal, run_id, path)
+
+    def add_dataset(self, name, source, *, project, progress) -> AddResult:  # type: ignore[no-untyped-def]
+        return self.services.data.add(
+            self.principal, name, source, project=project, progress=progress
+        )
+
+    def get_dataset(self, ref: str, *, project: str) -> DatasetVersion:
+        return self.services.data.get(self.principal, ref, project=project)
+
+    def list_datasets(self, *, project: str) -> list[DatasetVersion]:
+        return self.services.data.list_datasets(self.principal, project=project)
+
+    def dataset_versions(self, name: str, *, project: str) -> list[DatasetVersion]:
+        return self.services.data.versions(self.principal, name, project=project)
+
+    def tag_dataset(self, ref: str, tag: str, *, project: str) -> DatasetVersion:
+        return self.services.data.tag(self.principal, ref, tag, project=project)
+
+    def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str:
+        return str(self.services.data.materialize(self.principal, ref, dest, project=project))
 
     def close(self) -> None:
         self.services.close()

@@ -22,6 +22,7 @@ from mlplane import errors
 from mlplane.client import _codec as codec
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
+from mlplane.datasets.entities import AddResult, DatasetVersion
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
     ArtifactInfo,
@@ -326,6 +327,32 @@ class HttpTransport(Transport):
                 resp.read()
                 raise _error_from(resp)
             yield from resp.iter_bytes(1024 * 1024)
+
+    # -- datasets: the server routes arrive with the rest of issue 3 ---------------------------
+
+    def _no_remote_data(self) -> errors.InvalidInput:
+        return errors.InvalidInput(
+            "datasets are embedded-only in this version: unset MLPLANE_URI (or point it at the "
+            "database, e.g. postgresql://…) to use them"
+        )
+
+    def add_dataset(self, name, source, *, project, progress) -> AddResult:  # type: ignore[no-untyped-def]
+        raise self._no_remote_data()
+
+    def get_dataset(self, ref: str, *, project: str) -> DatasetVersion:
+        raise self._no_remote_data()
+
+    def list_datasets(self, *, project: str) -> list[DatasetVersion]:
+        raise self._no_remote_data()
+
+    def dataset_versions(self, name: str, *, project: str) -> list[DatasetVersion]:
+        raise self._no_remote_data()
+
+    def tag_dataset(self, ref: str, tag: str, *, project: str) -> DatasetVersion:
+        raise self._no_remote_data()
+
+    def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str:
+        raise self._no_remote_data()
 
     def close(self) -> None:
         self._http.close()

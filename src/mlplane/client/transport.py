@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from mlplane.datasets.entities import AddResult, DatasetVersion
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -145,6 +146,33 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]: ...
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_dataset(
+        self,
+        name: str,
+        source: str | os.PathLike[str],
+        *,
+        project: str,
+        progress: Callable[[int], None] | None,
+    ) -> AddResult: ...
+
+    @abc.abstractmethod
+    def get_dataset(self, ref: str, *, project: str) -> DatasetVersion: ...
+
+    @abc.abstractmethod
+    def list_datasets(self, *, project: str) -> list[DatasetVersion]: ...
+
+    @abc.abstractmethod
+    def dataset_versions(self, name: str, *, project: str) -> list[DatasetVersion]: ...
+
+    @abc.abstractmethod
+    def tag_dataset(self, ref: str, tag: str, *, project: str) -> DatasetVersion: ...
+
+    @abc.abstractmethod
+    def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

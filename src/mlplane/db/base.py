@@ -21,7 +21,7 @@ class Base(DeclarativeBase):
 def load_all_tables() -> MetaData:
     """Import every domain's tables so ``Base.metadata`` is complete."""
     from mlplane.blobs import tables as _blobs  # noqa: F401
-    from mlplane.data import tables as _data  # noqa: F401
+    from mlplane.datasets import tables as _data  # noqa: F401
     from mlplane.projects import tables as _projects  # noqa: F401
     from mlplane.security import tables as _security  # noqa: F401
     from mlplane.tracking import tables as _tracking  # noqa: F401

@@ -248,6 +248,9 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
             self._writable_run(s, p, run_id, "run.log")
             now = now_ms()
             for inp in inputs:
+                fields = (inp.kind, inp.name, inp.version, inp.digest, inp.source, inp.context)
+                if not all(isinstance(f, str) for f in fields):
+                    raise InvalidInput("input fields (kind, name, version, ...) must be strings")
                 if not inp.kind or not inp.name:
                     raise InvalidInput("an input needs a kind and a name")
                 s.add(

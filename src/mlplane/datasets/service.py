@@ -22,8 +22,8 @@ from mlplane import projects
 from mlplane.blobs.chunks import ChunkRef, ChunkStore
 from mlplane.blobs.store import PREFIX
 from mlplane.blobs.tables import ChunkRow
-from mlplane.data.entities import AddResult, DatasetFile, DatasetVersion
-from mlplane.data.tables import (
+from mlplane.datasets.entities import AddResult, DatasetFile, DatasetVersion
+from mlplane.datasets.tables import (
     DatasetFileRow,
     DatasetRow,
     DatasetTagRow,

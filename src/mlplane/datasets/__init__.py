@@ -1,5 +1,5 @@
 """Versioned datasets: immutable, content-addressed, encrypted at rest."""
 
-from mlplane.data.entities import AddResult, DatasetFile, DatasetVersion
+from mlplane.datasets.entities import AddResult, DatasetFile, DatasetVersion
 
 __all__ = ["AddResult", "DatasetFile", "DatasetVersion"]
