@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlplane._version import __version__
-from mlplane.cli import _common, db, experiments, quickstart, runs, server
+from mlplane.cli import _common, data, db, experiments, quickstart, runs, server
 from mlplane.errors import MlplaneError
 
 
@@ -74,6 +74,7 @@ app.add_typer(
 )
 app.add_typer(runs.app, name="runs", help="List, inspect, compare, delete and restore runs.")
 app.add_typer(db.app, name="db", help="Manage the metadata database schema.")
+app.add_typer(data.app, name="data", help="Versioned datasets: add, list, show, get, tag.")
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)
 

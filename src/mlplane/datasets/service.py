@@ -75,11 +75,16 @@ class DataService:
             if perm == Permission.WRITE
             else project_rows.find(s, project)
         )
-        if row is None:
-            raise NotFound(f"project {project!r} does not exist")
         self._guard.require(
-            p, perm, project=project, project_id=row.id, action=action, resource=resource
+            p,
+            perm,
+            project=project,
+            project_id=row.id if row else None,
+            action=action,
+            resource=resource,
         )
+        if row is None:  # nothing was ever stored in this project
+            raise NotFound(f"project {project!r} has no datasets yet")
         return row
 
     # -- adding ------------------------------------------------------------------------------
@@ -250,7 +255,10 @@ class DataService:
         self, s, p: Principal, ref: str, project: str
     ) -> tuple[DatasetRow, DatasetVersionRow]:  # type: ignore[no-untyped-def]
         name, selector = parse_ref(ref)
-        proj = self._project(s, p, project, Permission.READ, "dataset.read", f"dataset/{name}")
+        try:
+            proj = self._project(s, p, project, Permission.READ, "dataset.read", f"dataset/{name}")
+        except NotFound:
+            raise NotFound(f"no dataset named {name!r} in project {project!r}") from None
         ds = s.scalar(
             select(DatasetRow).where(DatasetRow.project_id == proj.id, DatasetRow.name == name)
         )
@@ -351,7 +359,10 @@ class DataService:
     ) -> list[DatasetVersion]:
         """The newest version of every dataset in a project."""
         with self._guard.unit(write=False) as s:
-            proj = self._project(s, p, project, Permission.READ, "dataset.list", "dataset/*")
+            try:
+                proj = self._project(s, p, project, Permission.READ, "dataset.list", "dataset/*")
+            except NotFound:
+                return []
             newest = (
                 select(DatasetVersionRow.dataset_id, func.max(DatasetVersionRow.version).label("v"))
                 .group_by(DatasetVersionRow.dataset_id)

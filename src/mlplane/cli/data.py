@@ -1,0 +1,165 @@
+"""``mlplane data …``: versioned datasets, one client call per command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from mlplane.cli._common import (
+    JsonOption,
+    cells,
+    client,
+    console,
+    err_console,
+    fmt_size,
+    fmt_time,
+    info,
+    print_json,
+)
+from mlplane.datasets.entities import DatasetVersion
+from mlplane.projects import DEFAULT_PROJECT
+
+app = typer.Typer(no_args_is_help=True)
+ProjectOption = typer.Option(DEFAULT_PROJECT, "--project", "-p", help="Project of the dataset.")
+
+
+def _versions_table(title: str, versions: list[DatasetVersion]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (
+        ("Dataset", "left"),
+        ("Version", "right"),
+        ("Files", "right"),
+        ("Size", "right"),
+        ("Tags", "left"),
+        ("Created", "left"),
+        ("By", "left"),
+        ("Digest", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for v in versions:
+        table.add_row(
+            *cells(
+                v.name,
+                v.version,
+                v.file_count,
+                fmt_size(v.size),
+                ", ".join(v.tags),
+                fmt_time(v.created_at),
+                v.created_by,
+                v.digest[:15],
+            )
+        )
+    return table
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Dataset name."),
+    path: Path = typer.Argument(..., help="A file or a folder."),
+    project: str = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Store a file or folder as the next version (see DataService.add)."""
+    total = (
+        sum(
+            p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
+        )
+        if path.exists()
+        else 0
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console(),
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task(f"adding {name}", total=total or None)
+        result = client(ctx).transport.add_dataset(
+            name, path, project=project, progress=lambda n: bar.advance(task, n)
+        )
+    if as_json:
+        print_json(result)
+        return
+    v = result.version
+    if result.created:
+        info(
+            f"{v.ref}: {v.file_count} files, {fmt_size(v.size)}; read {fmt_size(result.bytes_in)}"
+            f", stored {fmt_size(result.bytes_stored)} new (compressed, encrypted)"
+        )
+    else:
+        info(f"{v.ref} already holds exactly this content: no new version")
+
+
+@app.command("ls")
+def ls(ctx: typer.Context, project: str = ProjectOption, as_json: bool = JsonOption) -> None:
+    """The newest version of every dataset."""
+    versions = client(ctx).transport.list_datasets(project=project)
+    if as_json:
+        print_json(versions)
+        return
+    console().print(_versions_table("Datasets", versions))
+
+
+@app.command("versions")
+def versions(
+    ctx: typer.Context, name: str, project: str = ProjectOption, as_json: bool = JsonOption
+) -> None:
+    """Every version of a dataset, newest first."""
+    found = client(ctx).transport.dataset_versions(name, project=project)
+    if as_json:
+        print_json(found)
+        return
+    console().print(_versions_table(f"Versions of {name}", found))
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@3, name@latest or name@tag"),
+    project: str = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """A version and its files."""
+    v = client(ctx).transport.get_dataset(ref, project=project)
+    if as_json:
+        print_json(v)
+        return
+    console().print(_versions_table(v.ref, [v]))
+    files = Table(title="Files", title_justify="left")
+    files.add_column("Path")
+    files.add_column("Size", justify="right")
+    files.add_column("Digest")
+    for f in v.files:
+        files.add_row(*cells(f.path, fmt_size(f.size), f.digest[:15]))
+    console().print(files)
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@3, name@latest or name@tag"),
+    dest: Path = typer.Argument(..., help="Folder to write the files into."),
+    project: str = ProjectOption,
+) -> None:
+    """Write a version's files into a folder."""
+    out = client(ctx).transport.download_dataset(ref, dest, project=project)
+    info(f"{ref} written to {out}")
+
+
+@app.command("tag")
+def tag(
+    ctx: typer.Context,
+    ref: str,
+    tag_name: str = typer.Argument(..., metavar="TAG"),
+    project: str = ProjectOption,
+) -> None:
+    """Point a tag (e.g. prod) at a version."""
+    v = client(ctx).transport.tag_dataset(ref, tag_name, project=project)
+    info(f"{v.name}@{tag_name} -> version {v.version}")
