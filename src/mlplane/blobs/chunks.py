@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,16 @@ class PutStats:
     new_chunks: int = 0
     bytes_in: int = 0
     bytes_stored: int = 0
+    reported: int = 0  # bytes already passed to the progress callback
+
+
+@dataclass
+class _Pending:
+    """A batch whose chunks the pool is sealing and writing."""
+
+    digests: set[str]
+    futures: list[Future[dict[str, Any]]]
+    bytes_in: int
 
 
 def _aad(digest: str, compressed: bool) -> bytes:
@@ -98,68 +108,90 @@ class ChunkStore:
     def put_file(
         self, path: str | os.PathLike[str], *, progress: Callable[[int], None] | None = None
     ) -> tuple[list[ChunkRef], PutStats]:
-        """Store a file; returns its chunk list (in order) and what was new."""
+        """Store a file; returns its chunk list (in order) and what was new.
+
+        Batches overlap: while one batch is compressed, encrypted and written by the
+        pool, the next is cut and hashed; at most two batches are in memory.
+        """
         refs: list[ChunkRef] = []
         stats = PutStats()
-        batch: list[bytes] = []
-        size = 0
         if Path(path).stat().st_size == 0:
             return refs, stats
+        pending: _Pending | None = None
+        batch: list[bytes] = []
+        size = 0
         for chunk in self._cdc.cut_file(str(path)):
             batch.append(bytes(chunk.data))
             size += chunk.length
             if size >= _BATCH_BYTES:
-                refs += self._put_batch(batch, stats)
-                if progress:
-                    progress(size)
-                batch, size = [], 0
+                new_refs, started = self._start_batch(batch, stats, pending)
+                refs += new_refs
+                self._finish(pending, stats, progress)
+                pending, batch, size = started, [], 0
         if batch:
-            refs += self._put_batch(batch, stats)
-            if progress:
-                progress(size)
+            new_refs, started = self._start_batch(batch, stats, pending)
+            refs += new_refs
+            self._finish(pending, stats, progress)
+            pending = started
+        self._finish(pending, stats, progress)
         return refs, stats
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[list[ChunkRef], PutStats]:
         """Store already-cut pieces (small files are one chunk each)."""
         stats = PutStats()
-        return self._put_batch(list(chunks), stats), stats
+        refs, pending = self._start_batch(list(chunks), stats, None)
+        self._finish(pending, stats, None)
+        return refs, stats
 
-    def _put_batch(self, batch: list[bytes], stats: PutStats) -> list[ChunkRef]:
+    def _start_batch(
+        self, batch: list[bytes], stats: PutStats, in_flight: _Pending | None
+    ) -> tuple[list[ChunkRef], _Pending]:
+        """Hash a batch, then hand its unknown chunks to the pool to seal and write."""
         digests = [PREFIX + d for d in self._pool.map(_b3, batch)]
         refs = [ChunkRef(d, len(b)) for d, b in zip(digests, batch, strict=True)]
         stats.chunks += len(batch)
         stats.bytes_in += sum(len(b) for b in batch)
         with self._db.read() as s:
             known = set(s.scalars(select(ChunkRow.digest).where(ChunkRow.digest.in_(set(digests)))))
+        if in_flight is not None:
+            known |= in_flight.digests  # being written by the previous batch
         todo: dict[str, bytes] = {}
         for d, b in zip(digests, batch, strict=True):
             if d not in known and d not in todo:
                 todo[d] = b
-        if not todo:
-            return refs
-        sealed = list(self._pool.map(self._seal, todo.items()))
-        now = now_ms()
-        rows = []
-        for digest, plain_size, compressed, version, wrapped, stored in sealed:
-            blob, stored_size = self._blobs.put_bytes(stored)
-            rows.append(
-                {
-                    "digest": digest,
-                    "blob": blob,
-                    "size": plain_size,
-                    "stored_size": stored_size,
-                    "compressed": compressed,
-                    "key_version": version,
-                    "wrapped_key": wrapped,
-                    "created_at": now,
-                }
-            )
-            stats.bytes_stored += stored_size
-        stats.new_chunks += len(rows)
-        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
-        with self._db.write() as s:
-            s.execute(insert(ChunkRow).on_conflict_do_nothing(index_elements=["digest"]), rows)
-        return refs
+        futures = [self._pool.submit(self._seal_and_write, item) for item in todo.items()]
+        return refs, _Pending(set(todo), futures, stats.bytes_in)
+
+    def _finish(
+        self, pending: _Pending | None, stats: PutStats, progress: Callable[[int], None] | None
+    ) -> None:
+        """Wait for a batch's blobs, then record their rows (blob first, row after)."""
+        if pending is None:
+            return
+        rows = [f.result() for f in pending.futures]
+        if rows:
+            stats.bytes_stored += sum(int(r["stored_size"]) for r in rows)
+            stats.new_chunks += len(rows)
+            insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+            with self._db.write() as s:
+                s.execute(insert(ChunkRow).on_conflict_do_nothing(index_elements=["digest"]), rows)
+        if progress:
+            progress(pending.bytes_in - stats.reported)
+            stats.reported = pending.bytes_in
+
+    def _seal_and_write(self, item: tuple[str, bytes]) -> dict[str, Any]:
+        digest, plain_size, compressed, version, wrapped, stored = self._seal(item)
+        blob, stored_size = self._blobs.put_bytes(stored)
+        return {
+            "digest": digest,
+            "blob": blob,
+            "size": plain_size,
+            "stored_size": stored_size,
+            "compressed": compressed,
+            "key_version": version,
+            "wrapped_key": wrapped,
+            "created_at": now_ms(),
+        }
 
     def _zstd(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
         local = self._local
