@@ -1,0 +1,213 @@
+"""Schema and statistical profile of tabular data in one streaming pass.
+
+Record batches are folded into per-column state whose size does not depend on
+the row count: counts, min/max, mean and variance (Chan's parallel update),
+a KLL quantile sketch (histograms come from it), a HyperLogLog distinct-count
+sketch over vectorised 64-bit hashes, and a frequent-items sketch for
+categories. Memory stays bounded whatever the size of the files; the profile
+is what drift monitoring later compares against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasketches as ds
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_HLL_P = 14  # 16,384 registers: about 0.8 % standard error
+_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+_BINS = 20
+_TOP_K = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnProfile:
+    name: str
+    type: str
+    count: int
+    nulls: int
+    distinct: int
+    min: float | str | None = None
+    max: float | str | None = None
+    mean: float | None = None
+    std: float | None = None
+    quantiles: dict[str, float] = field(default_factory=dict)
+    histogram: dict[str, list[float]] = field(default_factory=dict)
+    top: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TableProfile:
+    rows: int
+    columns: list[ColumnProfile]
+
+    def column(self, name: str) -> ColumnProfile:
+        return next(c for c in self.columns if c.name == name)
+
+
+class _Hll:
+    """HyperLogLog over 64-bit hashes, updated a whole array at a time."""
+
+    def __init__(self) -> None:
+        self.registers = np.zeros(1 << _HLL_P, dtype=np.uint8)
+
+    def update(self, hashes: np.ndarray) -> None:
+        if not len(hashes):
+            return
+        idx = (hashes >> np.uint64(64 - _HLL_P)).astype(np.int64)
+        rest = (hashes << np.uint64(_HLL_P)) | np.uint64(1 << (_HLL_P - 1))  # never zero
+        # Leading zeros of a 64-bit value from its float exponent (vectorised).
+        _, exponent = np.frexp(rest.astype(np.float64))
+        rank = (65 - exponent).clip(1, 64 - _HLL_P + 1).astype(np.uint8)
+        np.maximum.at(self.registers, idx, rank)
+
+    def estimate(self) -> int:
+        m = float(len(self.registers))
+        alpha = 0.7213 / (1 + 1.079 / m)
+        raw = alpha * m * m / float(np.sum(np.ldexp(1.0, -self.registers.astype(np.int64))))
+        zeros = int(np.count_nonzero(self.registers == 0))
+        if raw <= 2.5 * m and zeros:
+            return round(m * math.log(m / zeros))  # linear counting for small sets
+        return round(raw)
+
+
+class _Column:
+    def __init__(self, name: str, dtype: pa.DataType) -> None:
+        self.name = name
+        self.dtype = dtype
+        self.numeric = pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+        self.temporal = pa.types.is_temporal(dtype)
+        self.count = self.nulls = self.count_finite = 0
+        self.mean = self.m2 = 0.0
+        self.min: Any = None
+        self.max: Any = None
+        self.hll = _Hll()
+        self.kll = ds.kll_doubles_sketch(200) if self.numeric else None
+        self.freq = None if self.numeric else ds.frequent_strings_sketch(10)  # 2^10 counters
+
+    def update(self, arr: pa.Array) -> None:
+        self.nulls += arr.null_count
+        valid = arr.drop_null()
+        n = len(valid)
+        if not n:
+            return
+        if self.numeric:
+            values = valid.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            finite = values[np.isfinite(values)]
+            self._moments(finite)
+            if len(finite):
+                self.kll.update(finite)  # type: ignore[union-attr]
+            hashes = pd.util.hash_array(values)
+        else:
+            mm = pc.min_max(valid)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            self.min = lo if self.min is None or (lo is not None and lo < self.min) else self.min
+            self.max = hi if self.max is None or (hi is not None and hi > self.max) else self.max
+            texts = (
+                valid
+                if pa.types.is_string(valid.type) or pa.types.is_large_string(valid.type)
+                else pc.cast(valid, pa.string())
+            )
+            counts = pc.value_counts(texts)
+            for item in counts.to_pylist():
+                self.freq.update(str(item["values"]), int(item["counts"]))  # type: ignore[union-attr]
+            hashes = pd.util.hash_array(texts.to_numpy(zero_copy_only=False))
+        self.count += n
+        self.hll.update(np.asarray(hashes, dtype=np.uint64))
+
+    def _moments(self, values: np.ndarray) -> None:
+        n = len(values)
+        if not n:
+            return
+        b_mean = float(values.mean())
+        b_m2 = float(((values - b_mean) ** 2).sum())
+        total = self.count_finite + n
+        delta = b_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += b_m2 + delta * delta * self.count_finite * n / total
+        self.count_finite = total
+        lo, hi = float(values.min()), float(values.max())
+        self.min = lo if self.min is None else min(self.min, lo)
+        self.max = hi if self.max is None else max(self.max, hi)
+
+    def result(self) -> ColumnProfile:
+        base: dict[str, Any] = {
+            "name": self.name,
+            "type": str(self.dtype),
+            "count": self.count,
+            "nulls": self.nulls,
+            "distinct": min(self.hll.estimate(), self.count),
+        }
+        if self.numeric and self.kll is not None and not self.kll.is_empty():
+            std = math.sqrt(self.m2 / (self.count_finite - 1)) if self.count_finite > 1 else 0.0
+            edges = (
+                np.linspace(self.min, self.max, _BINS + 1).tolist()
+                if self.max > self.min
+                else [self.min, self.max]
+            )
+            pmf = self.kll.get_pmf(edges[1:-1]) if len(edges) > 2 else [1.0]
+            base.update(
+                min=self.min,
+                max=self.max,
+                mean=self.mean,
+                std=std,
+                quantiles={
+                    str(q): float(v)
+                    for q, v in zip(
+                        _QUANTILES, self.kll.get_quantiles(list(_QUANTILES)), strict=True
+                    )
+                },
+                histogram={
+                    "edges": edges,
+                    "counts": [round(p * self.count_finite) for p in pmf[: len(edges) - 1]],
+                },
+            )
+        elif self.freq is not None:
+            items = self.freq.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+            base.update(
+                min=None if self.min is None else str(self.min),
+                max=None if self.max is None else str(self.max),
+                top=[(str(v), int(est)) for v, est, _lb, _ub in items[:_TOP_K]],
+            )
+        return ColumnProfile(**base)
+
+
+class Profiler:
+    """Fold record batches into a profile: ``update`` many times, then ``result``."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.rows = 0
+        self._columns = [_Column(f.name, f.type) for f in schema]
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        for col, arr in zip(self._columns, batch.columns, strict=True):
+            col.update(arr)
+
+    def result(self) -> TableProfile:
+        return TableProfile(rows=self.rows, columns=[c.result() for c in self._columns])
+
+
+def profile_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> TableProfile:
+    profiler = Profiler(schema)
+    for batch in batches:
+        profiler.update(batch)
+    return profiler.result()
+
+
+def profile_files(
+    paths: Sequence[str | Path], file_format: str, batch_size: int = 65_536
+) -> TableProfile:
+    """Profile CSV, Parquet or JSON Lines files, streamed batch by batch."""
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset([str(p) for p in paths], format=file_format)
+    return profile_batches(dataset.schema, dataset.to_batches(batch_size=batch_size))
