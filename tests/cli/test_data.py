@@ -35,6 +35,7 @@ def test_add_ls_show_get_tag(cli: Invoke, tmp_path: Path) -> None:
 
     shown = cli("data", "show", "transactions@1")
     assert shown.exit_code == 0 and "train.csv" in shown.output and "README.md" in shown.output
+    assert "train.csv: 5,000 rows" in shown.output and "amount" in shown.output
 
     got = cli("data", "get", "transactions@1", str(tmp_path / "out"))
     assert got.exit_code == 0, got.output

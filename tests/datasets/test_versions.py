@@ -153,3 +153,24 @@ def test_an_interrupted_add_leaves_no_version_and_a_rerun_resumes(
     result = svc.data.add(ME, "t", src)
     assert result.created and result.version.version == 1
     assert _same_tree(src, svc.data.materialize(ME, "t", tmp_path / "out"))
+
+
+def test_table_files_carry_a_profile(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src", rows=5000)
+    v = svc.data.add(ME, "t", src).version
+    prof = next(f.profile for f in v.files if f.path == "train.csv")
+    assert prof is not None and prof.rows == 5000
+    assert {c.name for c in prof.columns} == {"id", "amount", "label"}
+    assert prof.column("label").distinct == 2 and prof.column("id").max == 4999
+    assert next(f.profile for f in v.files if f.path == "README.md") is None
+    assert svc.data.get(ME, "t@1").files[2].profile == prof  # stored, read back the same
+
+
+def test_a_malformed_table_file_is_named(svc: Services, tmp_path: Path) -> None:
+    src = tmp_path / "bad"
+    src.mkdir()
+    (src / "broken.csv").write_text("a,b\n1,2\n3,4,5\n")
+    with pytest.raises(InvalidInput, match=r"broken\.csv is not a readable csv file"):
+        svc.data.add(ME, "bad", src)
+    with pytest.raises(NotFound):
+        svc.data.get(ME, "bad")

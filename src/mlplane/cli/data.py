@@ -14,6 +14,7 @@ from mlplane.cli._common import (
     client,
     console,
     err_console,
+    fmt_number,
     fmt_size,
     fmt_time,
     info,
@@ -139,6 +140,17 @@ def show(
     for f in v.files:
         files.add_row(*cells(f.path, fmt_size(f.size), f.digest[:15]))
     console().print(files)
+    for f in v.files:
+        if f.profile is None:
+            continue
+        cols = Table(title=f"{f.path}: {f.profile.rows:,} rows", title_justify="left")
+        for head in ("Column", "Type", "Nulls", "Distinct", "Min", "Max", "Mean", "Top"):
+            cols.add_column(head, justify="left" if head in ("Column", "Type", "Top") else "right")
+        for c in f.profile.columns:
+            top = ", ".join(f"{value} ({n})" for value, n in c.top[:3])
+            mean = None if c.mean is None else fmt_number(c.mean)
+            cols.add_row(*cells(c.name, c.type, c.nulls, c.distinct, c.min, c.max, mean, top))
+        console().print(cols)
 
 
 @app.command("get")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlplane.datasets.profile import TableProfile
+
 
 @dataclass(frozen=True, slots=True)
 class DatasetFile:
-    """One file of a version: its path inside the version, size and content digest."""
+    """One file of a version: its path inside the version, size, content digest and, for
+    a table file, its profile (schema and statistics)."""
 
     path: str
     size: int
     digest: str
+    profile: TableProfile | None = None
 
 
 @dataclass(frozen=True, slots=True)

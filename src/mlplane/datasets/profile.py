@@ -211,3 +211,32 @@ def profile_files(
 
     dataset = pads.dataset([str(p) for p in paths], format=file_format)
     return profile_batches(dataset.schema, dataset.to_batches(batch_size=batch_size))
+
+
+TABLE_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
+
+
+def table_format(path: str | Path) -> str | None:
+    """The Arrow dataset format of a table file, by its suffix (None for other files)."""
+    return TABLE_FORMATS.get(Path(path).suffix.lower())
+
+
+def to_json(profile: TableProfile) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps(asdict(profile), allow_nan=False, default=str)
+
+
+def from_json(text: str) -> TableProfile:
+    import json
+
+    data = json.loads(text)
+    cols = [ColumnProfile(**{**c, "top": [tuple(t) for t in c["top"]]}) for c in data["columns"]]
+    return TableProfile(rows=data["rows"], columns=cols)

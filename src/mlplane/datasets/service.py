@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import blake3
+import pyarrow as pa
 from sqlalchemy import func, select
 
 from mlplane import projects
 from mlplane.blobs.chunks import ChunkRef, ChunkStore
 from mlplane.blobs.store import PREFIX
 from mlplane.blobs.tables import ChunkRow
+from mlplane.datasets import profile as profile_mod
 from mlplane.datasets.entities import AddResult, DatasetFile, DatasetVersion
 from mlplane.datasets.tables import (
     DatasetFileRow,
@@ -144,6 +146,7 @@ class DataService:
                 "".join(f"{rel}\0{size}\0{d}\n" for rel, size, d, _ in sorted(entries)).encode()
             ).hexdigest()
         )
+        profiles = self._profiles(entries, dict(files))
         with self._guard.unit(write=True) as s:
             proj = self._project(s, p, project, Permission.WRITE, "dataset.add", f"dataset/{name}")
             ds = s.scalar(
@@ -179,6 +182,7 @@ class DataService:
                         size=size,
                         digest=d,
                         chunks=json.dumps([[r.digest, r.size] for r in refs]),
+                        profile=profiles.get(rel),
                     )
                     for rel, size, d, refs in entries
                 )
@@ -215,6 +219,37 @@ class DataService:
             action="dataset.add",
             resource=f"dataset/{name}",
         )
+
+    def _profiles(
+        self, entries: Sequence[tuple[str, int, str, list[ChunkRef]]], paths: dict[str, Path]
+    ) -> dict[str, str]:
+        """Profiles of the table files: reused from any version that stored the same
+        content, else computed in one streaming pass over the local file."""
+        tables = {rel: d for rel, _, d, _ in entries if profile_mod.table_format(rel)}
+        if not tables:
+            return {}
+        with self._db.read() as s:
+            known = dict(
+                s.execute(
+                    select(DatasetFileRow.digest, DatasetFileRow.profile).where(
+                        DatasetFileRow.digest.in_(set(tables.values())),
+                        DatasetFileRow.profile.is_not(None),
+                    )
+                ).all()
+            )
+        out: dict[str, str] = {}
+        for rel, digest in tables.items():
+            reused = known.get(digest)
+            if reused is not None:
+                out[rel] = reused
+                continue
+            fmt = profile_mod.table_format(rel)
+            try:
+                prof = profile_mod.profile_files([paths[rel]], fmt or "")
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+                raise InvalidInput(f"{rel} is not a readable {fmt} file: {exc}") from None
+            out[rel] = profile_mod.to_json(prof)
+        return out
 
     def _cached(self, paths: Sequence[Path]) -> dict[str, tuple[int, int, int, list[ChunkRef]]]:
         keys = [str(p.resolve()) for p in paths]
@@ -310,9 +345,19 @@ class DataService:
         )
         listed = (
             [
-                DatasetFile(path=f.path, size=f.size, digest=f.digest)
+                DatasetFile(
+                    path=f.path,
+                    size=f.size,
+                    digest=f.digest,
+                    profile=profile_mod.from_json(f.profile) if f.profile else None,
+                )
                 for f in s.execute(
-                    select(DatasetFileRow.path, DatasetFileRow.size, DatasetFileRow.digest)
+                    select(
+                        DatasetFileRow.path,
+                        DatasetFileRow.size,
+                        DatasetFileRow.digest,
+                        DatasetFileRow.profile,
+                    )
                     .where(DatasetFileRow.version_id == row.id)
                     .order_by(DatasetFileRow.path)
                 )

@@ -45,6 +45,8 @@ class DatasetFileRow(Base):
     digest: Mapped[str] = mapped_column(String(80))
     chunks: Mapped[str] = mapped_column(Text)
     """JSON list of ``[digest, size]`` pairs, in order."""
+    profile: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON :class:`TableProfile` of a table file (CSV, Parquet, JSON Lines)."""
 
 
 class DatasetTagRow(Base):
