@@ -87,7 +87,14 @@ class ServerProcess:
         workers: int = 1,
         port: int | None = None,
     ) -> None:
-        self.port = port or free_port()
+        # The test binds the socket and hands it to uvicorn (--fd): no window in which a
+        # server of another xdist worker can take the same free port.
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port or 0))
+        self.sock.listen(128)
+        self.sock.set_inheritable(True)
+        self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "MLPLANE_HOME": str(home), **(env or {})}
         full_env.pop("MLPLANE_URI", None)
@@ -99,10 +106,8 @@ class ServerProcess:
                 "uvicorn",
                 "mlplane.server.app:app_factory",
                 "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
+                "--fd",
+                str(self.sock.fileno()),
                 "--workers",
                 str(workers),
                 "--loop",
@@ -115,7 +120,9 @@ class ServerProcess:
             env=full_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            pass_fds=(self.sock.fileno(),),
         )
+        self.sock.close()  # the server holds it now; when it stops, connections are refused
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
