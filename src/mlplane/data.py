@@ -13,16 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mlplane.datasets.entities import DatasetVersion
+from mlplane.datasets.profile import table_format
 from mlplane.errors import InvalidInput
 from mlplane.projects import DEFAULT_PROJECT
-
-_TABULAR = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "json",
-    ".ndjson": "json",
-}
 
 
 def _client() -> Any:
@@ -90,7 +83,7 @@ class Dataset:
     def _tabular_files(self) -> tuple[str, list[Path]]:
         root = self.path()
         files = [root / f.path for f in self.version.files]
-        kinds = {_TABULAR.get(p.suffix.lower()) for p in files}
+        kinds = {table_format(p) for p in files}
         if len(kinds) != 1 or None in kinds:
             raise InvalidInput(
                 f"{self.version.ref} is not one kind of table file (CSV, Parquet or JSON Lines): "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mlplane.client.buffer import MetricBuffer
 from mlplane.client.transport import Transport
 from mlplane.config import Settings, load_settings
-from mlplane.errors import InvalidInput, NotFound
+from mlplane.errors import AlreadyExists, InvalidInput, NotFound
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.tracking import validation as check
 
@@ -112,7 +112,7 @@ class Client:
             return found.experiment_id
         try:
             return self.create_experiment(name, project=project)
-        except Exception:
+        except AlreadyExists:  # created meanwhile by another process
             found = self.get_experiment_by_name(name, project=project)
             if found is None:
                 raise

@@ -26,8 +26,7 @@ _MIGRATION_LOCK = 0x6D6C706C  # "mlpl": the advisory lock that serialises migrat
 
 
 def alembic_config(db: Database) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg = _script_config()
     cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
     return cfg
 

@@ -101,19 +101,6 @@ class ExperimentsMixin(ServiceBase):
             self._require(p, Permission.READ, proj, "experiment.read", f"experiment/{row.id}")
             return self._experiment_entity(s, row, proj.name)
 
-    def get_or_create_experiment(
-        self, p: Principal, name: str, *, project: str = projects.DEFAULT_PROJECT
-    ) -> str:
-        """The id of the experiment named ``name``, created if missing (race-safe)."""
-        try:
-            return self.get_experiment_by_name(p, name, project=project).experiment_id
-        except NotFound:
-            pass
-        try:
-            return self.create_experiment(p, name, project=project)
-        except AlreadyExists:
-            return self.get_experiment_by_name(p, name, project=project).experiment_id
-
     def search_experiments(
         self,
         p: Principal,

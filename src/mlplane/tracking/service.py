@@ -48,8 +48,6 @@ from mlplane.tracking.tables import (
     TagRow,
 )
 
-DEFAULT_EXPERIMENT = "Default"
-
 
 class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
     """Experiments and runs over the metadata database and the blob store."""
