@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     max_batch_points: int = Field(default=200_000, gt=0)
     auto_upgrade: bool = False
 
+    cache_max_bytes: int = Field(default=10 * 1024**3, ge=0)
+    """Bound of the local cache of decrypted dataset versions (SQL, ``Dataset.path()``)."""
+    gc_grace_s: float = Field(default=24 * 3600.0, ge=0)
+    """``mlplane gc`` keeps unreferenced chunks younger than this (a writer may be using them)."""
+
     log_system_metrics: bool = False
     system_metrics_interval_s: float = Field(default=10.0, gt=0)
 

@@ -301,9 +301,14 @@ def log_input(
     digest: str = "",
     source: str = "",
     context: str = "",
+    allow_pii: bool = False,
 ) -> None:
     """Record that the active run read something: a dataset version (what
-    ``mlplane.data.get`` or ``mlplane.data.add`` returned) or anything else by name."""
+    ``mlplane.data.get`` or ``mlplane.data.add`` returned) or anything else by name.
+
+    A version flagged with unhandled PII is refused (``QualityGateFailed``) unless
+    ``allow_pii=True``, which records the decision in the audit log.
+    """
     from mlplane.data import Dataset
     from mlplane.datasets.entities import DatasetVersion
 
@@ -317,7 +322,13 @@ def log_input(
         _require_run().run_id,
         [
             RunInput(
-                kind=kind, name=name, version=version, digest=digest, source=source, context=context
+                kind=kind,
+                name=name,
+                version=version,
+                digest=digest,
+                source=source,
+                context=context,
+                allow_pii=allow_pii,
             )
         ],
     )

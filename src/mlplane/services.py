@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from mlplane.blobs import BlobStore
 from mlplane.blobs.chunks import ChunkStore
 from mlplane.config import Settings
+from mlplane.datasets.entities import DatasetLineage, LineageRun
 from mlplane.datasets.service import DataService
 from mlplane.db import Database, ensure_schema
-from mlplane.security import Guard
+from mlplane.security import Guard, Principal
 from mlplane.security.keys import KeyRing, provider_for
+from mlplane.tracking.entities import RunInput
 from mlplane.tracking.service import TrackingService
 
 
@@ -27,6 +29,7 @@ class Services:
     tracking: TrackingService
     data: DataService
     _chunks: ChunkStore | None = field(default=None, repr=False)
+    _keys: KeyRing | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Services:
@@ -42,19 +45,59 @@ class Services:
             blobs=blobs,
             guard=guard,
             tracking=tracking,
-            data=DataService(db, lambda: services.chunks, guard),
+            data=DataService(db, lambda: services.chunks, guard, lambda: services.keys),
         )
+        tracking.input_check = services._check_input
         return services
 
+    def _check_input(self, p: Principal, inp: RunInput) -> bool:
+        """Dataset versions stored here go through the data service's use check."""
+        prefix = "mlplane-data:"
+        if inp.kind != "dataset" or not inp.source.startswith(prefix):
+            return False
+        project, _, ref = inp.source[len(prefix) :].partition("/")
+        return self.data.check_use(p, ref, project=project, allow_pii=inp.allow_pii)
+
+    def dataset_lineage(self, p: Principal, ref: str, *, project: str) -> DatasetLineage:
+        """A version's lineage: its source, the versions and runs downstream."""
+        version = self.data.get(p, ref, project=project)
+        runs = [
+            LineageRun(
+                run_id=info.run_id,
+                run_name=info.run_name,
+                experiment_id=info.experiment_id,
+                status=info.status,
+                start_time=info.start_time,
+                context=context,
+                unhandled_pii=unhandled,
+            )
+            for info, context, unhandled in self.tracking.runs_reading(
+                p, "dataset", version.name, str(version.version), project=project
+            )
+        ]
+        return DatasetLineage(
+            version=version,
+            derived_from=version.derived_from,
+            derived=self.data.derived_versions(p, version.ref, project=project),
+            runs=runs,
+        )
+
     @property
-    def chunks(self) -> ChunkStore:
-        """The encrypted chunk store; the master key is created on first use."""
-        if self._chunks is None:
+    def keys(self) -> KeyRing:
+        """The master key ring; the key file is created on first use."""
+        if self._keys is None:
             secret = self.settings.master_key
             provider = provider_for(
                 self.settings.home, secret.get_secret_value() if secret else None
             )
-            self._chunks = ChunkStore(self.blobs, self.db, KeyRing(provider))
+            self._keys = KeyRing(provider)
+        return self._keys
+
+    @property
+    def chunks(self) -> ChunkStore:
+        """The encrypted chunk store."""
+        if self._chunks is None:
+            self._chunks = ChunkStore(self.blobs, self.db, self.keys)
         return self._chunks
 
     def close(self) -> None:

@@ -54,3 +54,76 @@ def test_errors_exit_non_zero_with_the_reason(cli: Invoke, tmp_path: Path) -> No
     assert bad_version.exit_code == 1 and "versions: 1" in bad_version.output
     bad_path = cli("data", "add", "d", str(tmp_path / "nope"))
     assert bad_path.exit_code == 1 and "does not exist" in bad_path.output
+
+
+CONTRACT = """
+columns:
+  id: {not_null: true, unique: true}
+  amount: {between: {min: 0, max: 100000}}
+"""
+
+
+def _people(path: Path, rows: int, *, bad: bool = False) -> Path:
+    lines = ["id,email,amount"]
+    for i in range(rows):
+        lines.append(f"{i},p{i}@example.net,{-1 if bad and i == 3 else i}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_gates_pii_diff_lineage_sample_sql_gc(cli: Invoke, tmp_path: Path) -> None:
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(CONTRACT)
+    csv = _people(tmp_path / "people.csv", 2000)
+    out = cli("data", "add", "people", str(csv), "--contract", str(contract), "--pii", "mask")
+    assert out.exit_code == 0, out.output
+    assert "all 3 expectations passed" in out.output and "PII" in out.output
+
+    _people(csv, 2000, bad=True)
+    failed = cli("data", "add", "people", str(csv))  # contract and policy are inherited
+    assert failed.exit_code == 1
+    assert "between" in failed.output and "people.csv row 3" in failed.output
+
+    _people(csv, 2500)
+    assert cli("data", "add", "people", str(csv)).exit_code == 0
+    diff = cli("data", "diff", "people@1", "people@2")
+    assert diff.exit_code == 0 and "rows 2,000 -> 2,500 (+500)" in diff.output
+    d = json.loads(cli("data", "diff", "people@1", "people@2", "--json").stdout)
+    assert d["changed"] == ["people.csv"] and d["tables"][0]["rows_after"] == 2500
+
+    shown = cli("data", "show", "people@2").output
+    assert "Quality contract" in shown and "mask" in shown and "example.net" not in shown
+
+    sample = cli("data", "sample", "people@2", "--fraction", "0.1", "--seed", "4", "--json")
+    assert sample.exit_code == 0, sample.output
+    assert json.loads(sample.stdout)["version"]["derived_from"] == "people@2"
+    lineage = json.loads(cli("data", "lineage", "people@2", "--json").stdout)
+    assert lineage["derived"] == ["people-sample@1"] and lineage["runs"] == []
+    assert "people-sample@1" in cli("data", "lineage", "people@2").output
+
+    q = cli("data", "sql", "SELECT count(*) AS n, max(id) AS top FROM 'people@2'", "--json")
+    assert q.exit_code == 0, q.output
+    assert json.loads(q.stdout) == [{"n": 2500, "top": 2499}]
+    target = tmp_path / "out.parquet"
+    wrote = cli("data", "sql", "SELECT * FROM 'people@1' WHERE id < 10", "-o", str(target))
+    assert wrote.exit_code == 0 and target.exists()
+    assert cli("data", "sql", "SELECT 1").exit_code == 1
+
+    gc = json.loads(cli("gc", "--dry-run", "--json").stdout)
+    assert gc["dry_run"] is True and gc["referenced_chunks"] > 0
+    assert cli("gc", "--grace", "soon").exit_code == 1
+
+
+def test_unhandled_pii_is_flagged_and_leakage_is_reported(cli: Invoke, tmp_path: Path) -> None:
+    raw = _people(tmp_path / "raw.csv", 300)
+    out = cli("data", "add", "raw", str(raw))
+    assert out.exit_code == 0 and "cannot be a training input" in out.output
+    train = tmp_path / "train.csv"
+    test = tmp_path / "test.csv"
+    train.write_text("id,x,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(400)))
+    test.write_text("id,x,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(350, 450)))
+    assert cli("data", "add", "train", str(train)).exit_code == 0
+    assert cli("data", "add", "test", str(test)).exit_code == 0
+    leak = cli("data", "leakage", "train@1", "test@1", "--key", "id", "--target", "label")
+    assert leak.exit_code == 2, leak.output  # leaky: non-zero, for CI gates
+    assert "50 of 100 test rows" in leak.output

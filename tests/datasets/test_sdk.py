@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import mlplane
-from mlplane.errors import InvalidInput
+from mlplane.errors import InvalidInput, NotFound, QualityGateFailed
 
 
 def test_dataframe_round_trip_and_lineage(tmp_path: Path) -> None:
@@ -53,7 +54,40 @@ def test_csv_folder_and_non_tabular_versions(tmp_path: Path) -> None:
     assert mlplane.data.get("parts@prod").version.version == 1
 
 
-def test_remote_store_says_datasets_are_embedded_only(server) -> None:  # type: ignore[no-untyped-def]
+def test_datasets_through_a_real_server(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The whole data API over HTTP: upload with gates and masking, read, tag, lineage,
+    sample, SQL and garbage collection, with errors mapped back to their classes."""
     mlplane.set_tracking_uri(server.url)
-    with pytest.raises(InvalidInput, match="embedded-only"):
-        mlplane.data.ls()
+    name = f"remote-{uuid.uuid4().hex[:8]}"
+    df = pd.DataFrame(
+        {
+            "id": range(500),
+            "email": [f"user{i}@example.com" for i in range(500)],
+            "amount": [float(i % 50) for i in range(500)],
+        }
+    )
+    contract = {"columns": {"id": {"unique": True}, "amount": {"between": {"min": 0}}}}
+    v = mlplane.data.add(name, df, contract=contract, pii={"email": "hash"})
+    assert v.version == 1 and v.quality is not None and v.quality.passed
+    assert not v.pii_unhandled and v.files[0].pii is not None
+    got = mlplane.data.get(f"{name}@1").to_pandas()
+    assert len(got) == 500 and not got["email"].str.contains("@").any()
+    assert got["email"].nunique() == 500  # pseudonyms stay distinct
+    bad = df.assign(amount=-1.0)
+    with pytest.raises(QualityGateFailed, match="between"):
+        mlplane.data.add(name, bad)  # the contract is inherited
+    with pytest.raises(NotFound, match="versions: 1"):
+        mlplane.data.get(f"{name}@7")
+    mlplane.data.tag(f"{name}@1", "prod")
+    assert mlplane.data.get(f"{name}@prod").version.version == 1
+    assert [x.version for x in mlplane.data.versions(name)] == [1]
+    with mlplane.start_run(capture_context=False) as run:
+        mlplane.log_input(v, context="training")
+    assert [r.run_id for r in mlplane.data.lineage(f"{name}@1").runs] == [run.run_id]
+    sample = mlplane.data.sample(f"{name}@1", 0.5, seed=3)
+    assert sample.derived_from == f"{name}@1"
+    assert 150 < sample.files[0].profile.rows < 350  # type: ignore[union-attr]
+    n = mlplane.data.sql(f"SELECT count(*) AS n FROM '{name}@1'").column("n").to_pylist()
+    assert n == [500]
+    report = mlplane.Client().transport.collect_garbage(grace_s=None, dry_run=True)
+    assert report.dry_run and report.chunks_deleted == 0

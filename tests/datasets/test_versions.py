@@ -170,7 +170,7 @@ def test_a_malformed_table_file_is_named(svc: Services, tmp_path: Path) -> None:
     src = tmp_path / "bad"
     src.mkdir()
     (src / "broken.csv").write_text("a,b\n1,2\n3,4,5\n")
-    with pytest.raises(InvalidInput, match=r"broken\.csv is not a readable csv file"):
+    with pytest.raises(InvalidInput, match=r"broken\.csv is not a readable CSV file: .*Row #3"):
         svc.data.add(ME, "bad", src)
     with pytest.raises(NotFound):
         svc.data.get(ME, "bad")

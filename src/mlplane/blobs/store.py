@@ -190,3 +190,21 @@ class BlobStore:
             self.fs.rm_file(self._key(digest))
         except FileNotFoundError:
             pass
+
+    def iter_blobs(self) -> Iterator[tuple[str, float]]:
+        """Every stored blob as (digest, modification time in seconds), for garbage collection."""
+        base = f"{self.root}/objects"
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise Unavailable(f"blob store {self.url} unreachable: {exc}") from exc
+        for key, info in found.items():
+            rel = key[len(base) :].strip("/").replace("/", "")
+            if len(rel) != 64:
+                continue
+            mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+            if hasattr(mtime, "timestamp"):
+                mtime = mtime.timestamp()
+            yield PREFIX + rel, float(mtime)

@@ -22,3 +22,5 @@ class ChunkRow(Base):
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(64), nullable=True)
     """None once crypto-shredded: the chunk can never be read again."""
     created_at: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """When an add last reused this chunk: garbage collection's grace period counts from it."""

@@ -8,6 +8,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from mlplane.cli import _data_render as render
 from mlplane.cli._common import (
     JsonOption,
     cells,
@@ -20,6 +21,7 @@ from mlplane.cli._common import (
     info,
     print_json,
 )
+from mlplane.datasets.contracts import load_contract
 from mlplane.datasets.entities import DatasetVersion
 from mlplane.projects import DEFAULT_PROJECT
 
@@ -56,15 +58,41 @@ def _versions_table(title: str, versions: list[DatasetVersion]) -> Table:
     return table
 
 
+def _pii_option(values: list[str]) -> str | dict[str, str] | None:
+    """``--pii mask`` (every column) and/or ``--pii email=hash`` (one column)."""
+    if not values:
+        return None
+    columns: dict[str, str] = {}
+    for v in values:
+        col, eq, policy = v.partition("=")
+        if eq:
+            columns[col.strip()] = policy.strip()
+        else:
+            columns["*"] = v.strip()
+    if list(columns) == ["*"]:
+        return columns["*"]
+    return columns
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Dataset name."),
     path: Path = typer.Argument(..., help="A file or a folder."),
+    contract: Path | None = typer.Option(
+        None, "--contract", "-c", help="Quality contract (YAML) the tables must pass."
+    ),
+    pii: list[str] = typer.Option(
+        [],
+        "--pii",
+        help="PII policy: mask, hash, drop, block or allow for every column, or "
+        "COLUMN=POLICY for one (repeatable). Default: detect and flag.",
+    ),
     project: str = ProjectOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Store a file or folder as the next version (see DataService.add)."""
+    text = load_contract(contract).to_json() if contract is not None else None
     total = (
         sum(
             p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
@@ -83,7 +111,12 @@ def add(
     ) as bar:
         task = bar.add_task(f"adding {name}", total=total or None)
         result = client(ctx).transport.add_dataset(
-            name, path, project=project, progress=lambda n: bar.advance(task, n)
+            name,
+            path,
+            project=project,
+            progress=lambda n: bar.advance(task, n),
+            contract=text,
+            pii=_pii_option(pii),
         )
     if as_json:
         print_json(result)
@@ -96,6 +129,7 @@ def add(
         )
     else:
         info(f"{v.ref} already holds exactly this content: no new version")
+    render.quality_and_pii(v, only_problems=True)
 
 
 @app.command("ls")
@@ -151,6 +185,9 @@ def show(
             mean = None if c.mean is None else fmt_number(c.mean)
             cols.add_row(*cells(c.name, c.type, c.nulls, c.distinct, c.min, c.max, mean, top))
         console().print(cols)
+    if v.derived_from:
+        info(f"derived from {v.derived_from}")
+    render.quality_and_pii(v, only_problems=False)
 
 
 @app.command("get")

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlplane._version import __version__
-from mlplane.cli import _common, data, db, experiments, quickstart, runs, server
+from mlplane.cli import _common, data, data_tools, db, experiments, quickstart, runs, server
 from mlplane.errors import MlplaneError
 
 
@@ -74,7 +74,13 @@ app.add_typer(
 )
 app.add_typer(runs.app, name="runs", help="List, inspect, compare, delete and restore runs.")
 app.add_typer(db.app, name="db", help="Manage the metadata database schema.")
-app.add_typer(data.app, name="data", help="Versioned datasets: add, list, show, get, tag.")
+app.add_typer(
+    data.app,
+    name="data",
+    help="Versioned datasets: add (with quality gates and PII policies), list, show, diff, "
+    "get, tag, lineage, leakage, sql, sample.",
+)
+app.command("gc")(data_tools.gc)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)
 

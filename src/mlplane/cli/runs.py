@@ -205,10 +205,13 @@ def show(
         info(f"({hidden} mlplane.* system tags hidden: --system shows them)")
     if run.inputs:
         inputs = Table(title="Inputs", title_justify="left")
-        for col in ("Kind", "Name", "Version", "Digest", "Context"):
+        for col in ("Kind", "Name", "Version", "Digest", "Context", "Note"):
             inputs.add_column(col)
         for inp in run.inputs:
-            inputs.add_row(*cells(inp.kind, inp.name, inp.version, inp.digest[:16], inp.context))
+            note = "read despite unhandled PII (allowed)" if inp.allow_pii else ""
+            inputs.add_row(
+                *cells(inp.kind, inp.name, inp.version, inp.digest[:16], inp.context, note)
+            )
         out.print(inputs)
     arts = Table(title="Artifacts", title_justify="left")
     arts.add_column("Path")

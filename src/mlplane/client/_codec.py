@@ -6,6 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlplane._json import float_in, float_out
+from mlplane.datasets.entities import (
+    AddResult,
+    DatasetFile,
+    DatasetLineage,
+    DatasetVersion,
+    LineageRun,
+)
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -75,3 +82,48 @@ def histories(d: dict[str, dict[str, list[Any]]]) -> dict[str, list[Metric]]:
         ]
         for key, cols in d.items()
     }
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+
+def _text(obj: Any) -> str:
+    import orjson
+
+    return orjson.dumps(obj).decode()
+
+
+def dataset_version(d: dict[str, Any]) -> DatasetVersion:
+    from mlplane.datasets import profile as profile_mod
+    from mlplane.datasets.contracts import ContractReport
+    from mlplane.datasets.pii import PiiReport
+
+    files = [
+        DatasetFile(
+            path=f["path"],
+            size=f["size"],
+            digest=f["digest"],
+            profile=profile_mod.from_json(_text(f["profile"])) if f.get("profile") else None,
+            pii=PiiReport.from_json(_text(f["pii"])) if f.get("pii") else None,
+        )
+        for f in d.get("files", [])
+    ]
+    return DatasetVersion(
+        **{k: v for k, v in d.items() if k not in ("files", "quality")},
+        files=files,
+        quality=ContractReport.from_json(_text(d["quality"])) if d.get("quality") else None,
+    )
+
+
+def add_result(d: dict[str, Any]) -> AddResult:
+    return AddResult(**{**d, "version": dataset_version(d["version"])})
+
+
+def lineage(d: dict[str, Any]) -> DatasetLineage:
+    return DatasetLineage(
+        version=dataset_version(d["version"]),
+        derived_from=d.get("derived_from"),
+        derived=list(d.get("derived", [])),
+        runs=[LineageRun(**r) for r in d.get("runs", [])],
+        models=list(d.get("models", [])),
+    )

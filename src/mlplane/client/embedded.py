@@ -9,7 +9,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
-from mlplane.datasets.entities import AddResult, DatasetVersion
+from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
+from mlplane.gc import GcReport, collect_garbage
 from mlplane.security import Principal, local_admin
 from mlplane.services import Services
 from mlplane.tracking.entities import (
@@ -175,10 +176,29 @@ class EmbeddedTransport(Transport):
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
         return self._t.iter_artifact(self.principal, run_id, path)
 
-    def add_dataset(self, name, source, *, project, progress) -> AddResult:  # type: ignore[no-untyped-def]
+    def add_dataset(self, name, source, *, project, progress, contract=None, pii=None) -> AddResult:  # type: ignore[no-untyped-def]
         return self.services.data.add(
-            self.principal, name, source, project=project, progress=progress
+            self.principal,
+            name,
+            source,
+            project=project,
+            progress=progress,
+            contract=contract,
+            pii=pii,
         )
+
+    def sample_dataset(
+        self, ref: str, *, fraction: float, seed: int, into: str | None, project: str
+    ) -> AddResult:
+        return self.services.data.sample(
+            self.principal, ref, fraction=fraction, seed=seed, into=into, project=project
+        )
+
+    def dataset_lineage(self, ref: str, *, project: str) -> DatasetLineage:
+        return self.services.dataset_lineage(self.principal, ref, project=project)
+
+    def collect_garbage(self, *, grace_s: float | None, dry_run: bool) -> GcReport:
+        return collect_garbage(self.services, self.principal, grace_s=grace_s, dry_run=dry_run)
 
     def get_dataset(self, ref: str, *, project: str) -> DatasetVersion:
         return self.services.data.get(self.principal, ref, project=project)

@@ -7,11 +7,14 @@ error class the server raised.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import socket
+import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +25,8 @@ from mlplane import errors
 from mlplane.client import _codec as codec
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
-from mlplane.datasets.entities import AddResult, DatasetVersion
+from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
+from mlplane.gc import GcReport
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
     ArtifactInfo,
@@ -328,31 +332,92 @@ class HttpTransport(Transport):
                 raise _error_from(resp)
             yield from resp.iter_bytes(1024 * 1024)
 
-    # -- datasets: the server routes arrive with the rest of issue 3 ---------------------------
+    # -- datasets ----------------------------------------------------------------------------
 
-    def _no_remote_data(self) -> errors.InvalidInput:
-        return errors.InvalidInput(
-            "datasets are embedded-only in this version: unset MLPLANE_URI (or point it at the "
-            "database, e.g. postgresql://…) to use them"
-        )
-
-    def add_dataset(self, name, source, *, project, progress) -> AddResult:  # type: ignore[no-untyped-def]
-        raise self._no_remote_data()
+    def add_dataset(self, name, source, *, project, progress, contract=None, pii=None) -> AddResult:  # type: ignore[no-untyped-def]
+        """Upload the files as one tar stream; the server checks, masks and stores them."""
+        root = Path(source)
+        if not root.exists():
+            raise errors.InvalidInput(f"{root} does not exist")
+        headers = {"Content-Type": "application/x-tar"}
+        if contract is not None:
+            headers["Mlplane-Contract"] = _b64json(orjson.loads(contract))
+        if pii is not None:
+            headers["Mlplane-Pii"] = _b64json(pii)
+        url = f"/datasets/{quote(name, safe='')}/versions"
+        deadline = time.monotonic() + self.retry_max_s
+        while True:  # a stream can't be replayed by _call: re-read the files per try
+            try:
+                resp = self._http.post(
+                    url,
+                    content=_tar_stream(root, progress),
+                    params={"project": project},
+                    headers=headers,
+                    timeout=None,
+                )
+            except httpx.TransportError as exc:
+                if time.monotonic() > deadline:
+                    raise errors.Unavailable(
+                        f"cannot reach the mlplane server at {self.base}: {exc}"
+                    ) from exc
+                time.sleep(0.5)
+                continue
+            if resp.status_code >= 400:
+                if resp.status_code in _RETRY_STATUS and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise _error_from(resp)
+            return codec.add_result(orjson.loads(resp.content))
 
     def get_dataset(self, ref: str, *, project: str) -> DatasetVersion:
-        raise self._no_remote_data()
+        out = self._call("GET", f"/datasets/{quote(ref, safe='@')}", params={"project": project})
+        return codec.dataset_version(out)
 
     def list_datasets(self, *, project: str) -> list[DatasetVersion]:
-        raise self._no_remote_data()
+        out = self._call("GET", "/datasets", params={"project": project})
+        return [codec.dataset_version(v) for v in out["datasets"]]
 
     def dataset_versions(self, name: str, *, project: str) -> list[DatasetVersion]:
-        raise self._no_remote_data()
+        url = f"/datasets/{quote(name, safe='')}/versions"
+        out = self._call("GET", url, params={"project": project})
+        return [codec.dataset_version(v) for v in out["versions"]]
 
     def tag_dataset(self, ref: str, tag: str, *, project: str) -> DatasetVersion:
-        raise self._no_remote_data()
+        url = f"/datasets/{quote(ref, safe='@')}/tags"
+        out = self._call("POST", url, json={"tag": tag}, params={"project": project})
+        return codec.dataset_version(out)
 
     def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str:
-        raise self._no_remote_data()
+        version = self.get_dataset(ref, project=project)
+        out = Path(dest)
+        for f in version.files:
+            url = f"/datasets/{quote(version.ref, safe='@')}/files/{quote(f.path)}"
+            target = out / f.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.part")
+            with self._http.stream("GET", url, params={"project": project}) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_from(resp)
+                with open(tmp, "wb") as fh:
+                    for chunk in resp.iter_bytes(1024 * 1024):
+                        fh.write(chunk)
+            os.replace(tmp, target)
+        return str(out)
+
+    def sample_dataset(
+        self, ref: str, *, fraction: float, seed: int, into: str | None, project: str
+    ) -> AddResult:
+        url = f"/datasets/{quote(ref, safe='@')}/samples"
+        body = {"fraction": fraction, "seed": seed, "into": into}
+        return codec.add_result(self._call("POST", url, json=body, params={"project": project}))
+
+    def dataset_lineage(self, ref: str, *, project: str) -> DatasetLineage:
+        url = f"/datasets/{quote(ref, safe='@')}/lineage"
+        return codec.lineage(self._call("GET", url, params={"project": project}))
+
+    def collect_garbage(self, *, grace_s: float | None, dry_run: bool) -> GcReport:
+        return GcReport(**self._call("POST", "/gc", json={"grace_s": grace_s, "dry_run": dry_run}))
 
     def close(self) -> None:
         self._http.close()
@@ -368,3 +433,57 @@ def _error_from(resp: httpx.Response) -> errors.MlplaneError:
     if cls is None:
         cls = errors.Unavailable if resp.status_code >= 500 else errors.InvalidInput
     return cls(detail or f"HTTP {resp.status_code}", status=resp.status_code)
+
+
+def _b64json(obj: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(obj)).decode()
+
+
+class _Pipe:
+    """A write-only file object whose writes are collected for a generator to yield."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> list[bytes]:
+        parts, self.parts = self.parts, []
+        return parts
+
+
+def _tar_stream(root: Path, progress: Any) -> Iterator[bytes]:
+    """A file or a folder as an uncompressed tar stream, produced as it is read."""
+    pipe = _Pipe()
+    files = (
+        [(root.name, root)]
+        if root.is_file()
+        else [
+            (p.relative_to(root).as_posix(), p)
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        ]
+    )
+    with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        for rel, path in files:
+            info = tar.gettarinfo(str(path), arcname=rel)
+            with open(path, "rb") as fh:
+                tar.addfile(info, _Progress(fh, progress))
+            yield from pipe.take()
+    yield from pipe.take()
+
+
+class _Progress:
+    """Reports bytes read from a file as the tar writer copies it."""
+
+    def __init__(self, fh: Any, progress: Any) -> None:
+        self._fh = fh
+        self._progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._fh.read(n)
+        if self._progress and data:
+            self._progress(len(data))
+        return data

@@ -10,7 +10,8 @@ import abc
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from mlplane.datasets.entities import AddResult, DatasetVersion
+from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
+from mlplane.gc import GcReport
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -157,7 +158,21 @@ class Transport(abc.ABC):
         *,
         project: str,
         progress: Callable[[int], None] | None,
+        contract: str | None = None,
+        pii: str | Mapping[str, str] | None = None,
+    ) -> AddResult:
+        """``contract`` is the JSON of a loaded :class:`Contract` (checked client-side first)."""
+
+    @abc.abstractmethod
+    def sample_dataset(
+        self, ref: str, *, fraction: float, seed: int, into: str | None, project: str
     ) -> AddResult: ...
+
+    @abc.abstractmethod
+    def dataset_lineage(self, ref: str, *, project: str) -> DatasetLineage: ...
+
+    @abc.abstractmethod
+    def collect_garbage(self, *, grace_s: float | None, dry_run: bool) -> GcReport: ...
 
     @abc.abstractmethod
     def get_dataset(self, ref: str, *, project: str) -> DatasetVersion: ...

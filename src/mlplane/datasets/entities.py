@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlplane.datasets.contracts import ContractReport
+from mlplane.datasets.pii import PiiReport
 from mlplane.datasets.profile import TableProfile
 
 
@@ -16,6 +18,7 @@ class DatasetFile:
     size: int
     digest: str
     profile: TableProfile | None = None
+    pii: PiiReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,13 @@ class DatasetVersion:
     created_by: str
     tags: list[str] = field(default_factory=list)
     files: list[DatasetFile] = field(default_factory=list)
+    quality: ContractReport | None = None
+    """The contract's results when the version was added under one (warnings included)."""
+    pii_unhandled: bool = False
+    """PII was found that no policy handled: refused as a training input unless allowed."""
+    pii_policy: dict[str, object] | None = None
+    derived_from: str | None = None
+    """``name@version`` this version was sampled from, else None."""
 
     @property
     def ref(self) -> str:
@@ -51,3 +61,30 @@ class AddResult:
     bytes_in: int
     bytes_stored: int
     files_rehashed: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineageRun:
+    """A run that read a dataset version."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str
+    start_time: int
+    context: str = ""
+    unhandled_pii: bool = False
+    """The run read the version despite unhandled PII (an explicit, audited decision)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetLineage:
+    """Where a version came from and what was made from it."""
+
+    version: DatasetVersion
+    derived_from: str | None
+    derived: list[str] = field(default_factory=list)
+    """Versions made from this one (samples), as ``name@version``."""
+    runs: list[LineageRun] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    """Registered model versions trained from it (filled once the registry exists)."""

@@ -12,31 +12,32 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import blake3
-import pyarrow as pa
 from sqlalchemy import func, select
 
 from mlplane import projects
 from mlplane.blobs.chunks import ChunkRef, ChunkStore
-from mlplane.blobs.store import PREFIX
-from mlplane.blobs.tables import ChunkRow
 from mlplane.datasets import profile as profile_mod
-from mlplane.datasets.entities import AddResult, DatasetFile, DatasetVersion
+from mlplane.datasets.adding import AddingMixin
+from mlplane.datasets.contracts import ContractReport
+from mlplane.datasets.entities import DatasetFile, DatasetVersion
+from mlplane.datasets.pii import PiiReport
+from mlplane.datasets.sampling import SamplingMixin
 from mlplane.datasets.tables import (
     DatasetFileRow,
     DatasetRow,
     DatasetTagRow,
     DatasetVersionRow,
-    HashCacheRow,
 )
-from mlplane.db.engine import Database, now_ms
-from mlplane.errors import InvalidInput, NotFound
+from mlplane.db.engine import Database
+from mlplane.errors import InvalidInput, NotFound, QualityGateFailed
 from mlplane.projects import service as project_rows
 from mlplane.projects.tables import ProjectRow
 from mlplane.security import Guard, Permission, Principal
+from mlplane.security.keys import KeyRing
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,249}$")
 _TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
@@ -57,17 +58,20 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return name, selector
 
 
-def _file_digest(refs: Sequence[ChunkRef]) -> str:
-    return PREFIX + blake3.blake3("\n".join(r.digest for r in refs).encode()).hexdigest()
-
-
-class DataService:
+class DataService(AddingMixin, SamplingMixin):
     """Dataset versions over the metadata database and the chunk store."""
 
-    def __init__(self, db: Database, chunks: Callable[[], ChunkStore], guard: Guard) -> None:
+    def __init__(
+        self,
+        db: Database,
+        chunks: Callable[[], ChunkStore],
+        guard: Guard,
+        keys: Callable[[], KeyRing],
+    ) -> None:
         self._db = db
         self._chunks = chunks
         self._guard = guard
+        self._keys = keys
 
     def _project(
         self, s, p: Principal, project: str, perm: Permission, action: str, resource: str
@@ -88,201 +92,6 @@ class DataService:
         if row is None:  # nothing was ever stored in this project
             raise NotFound(f"project {project!r} has no datasets yet")
         return row
-
-    # -- adding ------------------------------------------------------------------------------
-
-    def add(
-        self,
-        p: Principal,
-        name: str,
-        source: str | os.PathLike[str],
-        *,
-        project: str = projects.DEFAULT_PROJECT,
-        progress: Callable[[int], None] | None = None,
-    ) -> AddResult:
-        """Store ``source`` (a file or a folder) as the next version of ``name``."""
-        name, selector = parse_ref(name)
-        if selector != LATEST or "@" in str(name):
-            raise InvalidInput("add takes a dataset name without @version")
-        root = Path(source)
-        if not root.exists():
-            raise InvalidInput(f"{root} does not exist")
-        files = _list_files(root)
-        if not files:
-            raise InvalidInput(f"{root} holds no files")
-        with self._guard.unit(write=False) as s:
-            self._require_write(s, p, project, name)
-        entries: list[tuple[str, int, str, list[ChunkRef]]] = []
-        bytes_in = stored = rehashed = 0
-        cache = self._cached([f for _, f in files])
-        new_cache: list[dict[str, object]] = []
-        for rel, path in files:
-            st = path.stat()
-            key = str(path.resolve())
-            hit = cache.get(key)
-            if hit is not None and hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
-                refs = hit[3]
-                if progress:
-                    progress(st.st_size)
-            else:
-                refs, stats = self._chunks().put_file(path, progress=progress)
-                bytes_in += stats.bytes_in
-                stored += stats.bytes_stored
-                rehashed += 1
-                new_cache.append(
-                    {
-                        "path": key,
-                        "size": st.st_size,
-                        "mtime_ns": st.st_mtime_ns,
-                        "inode": st.st_ino,
-                        "digest": _file_digest(refs),
-                        "chunks": json.dumps([[r.digest, r.size] for r in refs]),
-                    }
-                )
-            entries.append((rel, st.st_size, _file_digest(refs), refs))
-        digest = (
-            PREFIX
-            + blake3.blake3(
-                "".join(f"{rel}\0{size}\0{d}\n" for rel, size, d, _ in sorted(entries)).encode()
-            ).hexdigest()
-        )
-        profiles = self._profiles(entries, dict(files))
-        with self._guard.unit(write=True) as s:
-            proj = self._project(s, p, project, Permission.WRITE, "dataset.add", f"dataset/{name}")
-            ds = s.scalar(
-                select(DatasetRow).where(DatasetRow.project_id == proj.id, DatasetRow.name == name)
-            )
-            if ds is None:
-                ds = DatasetRow(project_id=proj.id, name=name, created_at=now_ms())
-                s.add(ds)
-                s.flush()
-            newest = s.scalar(
-                select(DatasetVersionRow)
-                .where(DatasetVersionRow.dataset_id == ds.id)
-                .order_by(DatasetVersionRow.version.desc())
-                .limit(1)
-            )
-            created = newest is None or newest.digest != digest
-            if created:
-                row = DatasetVersionRow(
-                    dataset_id=ds.id,
-                    version=(newest.version + 1) if newest else 1,
-                    digest=digest,
-                    size=sum(e[1] for e in entries),
-                    file_count=len(entries),
-                    created_at=now_ms(),
-                    created_by=p.name,
-                )
-                s.add(row)
-                s.flush()
-                s.add_all(
-                    DatasetFileRow(
-                        version_id=row.id,
-                        path=rel,
-                        size=size,
-                        digest=d,
-                        chunks=json.dumps([[r.digest, r.size] for r in refs]),
-                        profile=profiles.get(rel),
-                    )
-                    for rel, size, d, refs in entries
-                )
-                s.merge(DatasetTagRow(dataset_id=ds.id, tag=LATEST, version=row.version))
-                self._guard.audit(
-                    s,
-                    p,
-                    "dataset.version.create",
-                    f"dataset/{name}@{row.version}",
-                    proj.id,
-                    details={"digest": digest, "files": len(entries)},
-                )
-                version_no = row.version
-            else:
-                assert newest is not None
-                version_no = newest.version
-        self._remember(new_cache)
-        return AddResult(
-            version=self.get(p, f"{name}@{version_no}", project=project),
-            created=created,
-            bytes_in=bytes_in,
-            bytes_stored=stored,
-            files_rehashed=rehashed,
-        )
-
-    def _require_write(self, s, p: Principal, project: str, name: str) -> None:  # type: ignore[no-untyped-def]
-        # Fail before reading any data when the caller may not write here.
-        row = project_rows.find(s, project)
-        self._guard.require(
-            p,
-            Permission.WRITE,
-            project=project,
-            project_id=row.id if row else None,
-            action="dataset.add",
-            resource=f"dataset/{name}",
-        )
-
-    def _profiles(
-        self, entries: Sequence[tuple[str, int, str, list[ChunkRef]]], paths: dict[str, Path]
-    ) -> dict[str, str]:
-        """Profiles of the table files: reused from any version that stored the same
-        content, else computed in one streaming pass over the local file."""
-        tables = {rel: d for rel, _, d, _ in entries if profile_mod.table_format(rel)}
-        if not tables:
-            return {}
-        with self._db.read() as s:
-            known = dict(
-                s.execute(
-                    select(DatasetFileRow.digest, DatasetFileRow.profile).where(
-                        DatasetFileRow.digest.in_(set(tables.values())),
-                        DatasetFileRow.profile.is_not(None),
-                    )
-                ).all()
-            )
-        out: dict[str, str] = {}
-        for rel, digest in tables.items():
-            reused = known.get(digest)
-            if reused is not None:
-                out[rel] = reused
-                continue
-            fmt = profile_mod.table_format(rel)
-            try:
-                prof = profile_mod.profile_files([paths[rel]], fmt or "")
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-                raise InvalidInput(f"{rel} is not a readable {fmt} file: {exc}") from None
-            out[rel] = profile_mod.to_json(prof)
-        return out
-
-    def _cached(self, paths: Sequence[Path]) -> dict[str, tuple[int, int, int, list[ChunkRef]]]:
-        keys = [str(p.resolve()) for p in paths]
-        out: dict[str, tuple[int, int, int, list[ChunkRef]]] = {}
-        with self._db.read() as s:
-            for i in range(0, len(keys), 500):
-                for r in s.execute(
-                    select(HashCacheRow.__table__).where(HashCacheRow.path.in_(keys[i : i + 500]))
-                ):
-                    out[r.path] = (
-                        r.size,
-                        r.mtime_ns,
-                        r.inode,
-                        [ChunkRef(d, n) for d, n in json.loads(r.chunks)],
-                    )
-            # A cached file whose chunks are gone (garbage-collected) is stored again.
-            wanted = {c.digest for v in out.values() for c in v[3]}
-            present: set[str] = set()
-            listed = list(wanted)
-            for i in range(0, len(listed), 500):
-                present |= set(
-                    s.scalars(
-                        select(ChunkRow.digest).where(ChunkRow.digest.in_(listed[i : i + 500]))
-                    )
-                )
-        return {k: v for k, v in out.items() if all(c.digest in present for c in v[3])}
-
-    def _remember(self, rows: list[dict[str, object]]) -> None:
-        if not rows:
-            return
-        with self._db.write() as s:
-            for row in rows:
-                s.merge(HashCacheRow(**row))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -350,6 +159,7 @@ class DataService:
                     size=f.size,
                     digest=f.digest,
                     profile=profile_mod.from_json(f.profile) if f.profile else None,
+                    pii=PiiReport.from_json(f.pii) if f.pii else None,
                 )
                 for f in s.execute(
                     select(
@@ -357,6 +167,7 @@ class DataService:
                         DatasetFileRow.size,
                         DatasetFileRow.digest,
                         DatasetFileRow.profile,
+                        DatasetFileRow.pii,
                     )
                     .where(DatasetFileRow.version_id == row.id)
                     .order_by(DatasetFileRow.path)
@@ -376,6 +187,10 @@ class DataService:
             created_by=row.created_by,
             tags=tags,
             files=listed,
+            quality=ContractReport.from_json(row.quality) if row.quality else None,
+            pii_unhandled=row.pii_unhandled,
+            pii_policy=json.loads(row.pii_policy) if row.pii_policy else None,
+            derived_from=row.derived_from,
         )
 
     def get(
@@ -451,6 +266,95 @@ class DataService:
             s.flush()
             return self._entity(s, ds, row, project, files=False)
 
+    def referenced_chunks(self, *, since_ms: int | None = None, session: Any = None) -> set[str]:
+        """Digests of every chunk a version lists (only versions made since ``since_ms``)."""
+        q = select(DatasetFileRow.chunks)
+        if since_ms is not None:
+            q = q.join(DatasetVersionRow, DatasetVersionRow.id == DatasetFileRow.version_id).where(
+                DatasetVersionRow.created_at >= since_ms
+            )
+        out: set[str] = set()
+
+        def scan(s: Any) -> None:
+            for (chunks,) in s.execute(q.execution_options(yield_per=2000)):
+                out.update(d for d, _ in json.loads(chunks))
+
+        if session is not None:
+            scan(session)
+        else:
+            with self._db.read() as s:
+                scan(s)
+        return out
+
+    def derived_versions(self, p: Principal, ref: str, *, project: str) -> list[str]:
+        """Versions made from ``ref`` (samples), as ``name@version``."""
+        with self._guard.unit(write=False) as s:
+            ds, row = self._resolve(s, p, ref, project)
+            proj = project_rows.find(s, project)
+            found = s.execute(
+                select(DatasetRow.name, DatasetVersionRow.version)
+                .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
+                .where(
+                    DatasetRow.project_id == (proj.id if proj else -1),
+                    DatasetVersionRow.derived_from == f"{ds.name}@{row.version}",
+                )
+                .order_by(DatasetRow.name, DatasetVersionRow.version)
+            ).all()
+            return [f"{n}@{v}" for n, v in found]
+
+    def check_use(self, p: Principal, ref: str, *, project: str, allow_pii: bool = False) -> bool:
+        """Whether a run may read ``ref`` as an input; True when it does so despite
+        unhandled PII (``allow_pii``, an audited decision).
+
+        Raises:
+            QualityGateFailed: the version holds PII no policy handled and ``allow_pii``
+                is not set.
+        """
+        with self._guard.unit(write=allow_pii) as s:
+            ds, row = self._resolve(s, p, ref, project)
+            if not row.pii_unhandled:
+                return False
+            if not allow_pii:
+                raise QualityGateFailed(
+                    f"{ds.name}@{row.version} holds PII that no policy handles "
+                    f"(see `mlplane data show {ds.name}@{row.version}`), so it cannot be a "
+                    "training input. Add it again with --pii mask|hash|drop, or pass "
+                    "allow_pii=True to log_input to record an explicit decision."
+                )
+            proj = project_rows.find(s, project)
+            self._guard.audit(
+                s,
+                p,
+                "dataset.pii.allow_use",
+                f"dataset/{ds.name}@{row.version}",
+                proj.id if proj else None,
+            )
+            return True
+
+    def open_file(
+        self, p: Principal, ref: str, path: str, *, project: str = projects.DEFAULT_PROJECT
+    ) -> tuple[int, Iterator[bytes]]:
+        """One file of a version: its size and its bytes, decrypted chunk by chunk."""
+        with self._guard.unit(write=True) as s:  # a download is an audited event
+            ds, row = self._resolve(s, p, ref, project)
+            found = s.execute(
+                select(DatasetFileRow.size, DatasetFileRow.chunks).where(
+                    DatasetFileRow.version_id == row.id, DatasetFileRow.path == path
+                )
+            ).first()
+            if found is None:
+                raise NotFound(f"{ds.name}@{row.version} has no file {path!r}")
+            proj = project_rows.find(s, project)
+            self._guard.audit(
+                s,
+                p,
+                "dataset.download",
+                f"dataset/{ds.name}@{row.version}/{path}",
+                proj.id if proj else None,
+            )
+        refs = [ChunkRef(d, n) for d, n in json.loads(found.chunks)]
+        return found.size, self._chunks().iter_bytes(refs)
+
     def materialize(
         self,
         p: Principal,
@@ -481,13 +385,3 @@ class DataService:
             refs = [ChunkRef(d, n) for d, n in json.loads(chunks)]
             store.get_file(refs, out / rel)
         return out
-
-
-def _list_files(root: Path) -> list[tuple[str, Path]]:
-    if root.is_file():
-        return [(root.name, root)]
-    out = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            out.append((path.relative_to(root).as_posix(), path))
-    return out

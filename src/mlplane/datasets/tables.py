@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlplane.db.base import Base
@@ -30,6 +40,17 @@ class DatasetVersionRow(Base):
     file_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str] = mapped_column(String(255))
+    contract: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON of the quality contract the version was checked against."""
+    quality: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON :class:`ContractReport`: every expectation's result, warnings included."""
+    pii_policy: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pii_unhandled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """PII was found and no policy handled it: refused as a training input unless allowed."""
+    derived_from: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """``name@version`` this version was made from (a sample), else None."""
+    derivation: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON of how it was derived, e.g. ``{"op": "sample", "fraction": 0.01, "seed": 1}``."""
 
     __table_args__ = (UniqueConstraint("dataset_id", "version"),)
 
@@ -47,6 +68,8 @@ class DatasetFileRow(Base):
     """JSON list of ``[digest, size]`` pairs, in order."""
     profile: Mapped[str | None] = mapped_column(Text, nullable=True)
     """JSON :class:`TableProfile` of a table file (CSV, Parquet, JSON Lines)."""
+    pii: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON :class:`PiiReport` of a table file: counts and row positions, never values."""
 
 
 class DatasetTagRow(Base):

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from mlplane.db.engine import Database
 from mlplane.errors import SchemaOutdated
 
-HEAD_REVISION = "0005_file_profiles"
+HEAD_REVISION = "0006_quality_pii"
 """The newest revision; a test pins it to the head of the shipped scripts."""
 
 _MIGRATIONS = Path(__file__).with_name("migrations")

@@ -19,6 +19,8 @@ import os
 import secrets
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from mlplane.errors import InvalidInput, TamperedArtifact
@@ -127,6 +129,14 @@ class KeyRing:
         version, master = self._provider.current()
         key = secrets.token_bytes(KEY_BYTES)
         return key, version, aes_key_wrap(master, key)
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (e.g. a project's PII pseudonyms), derived from
+        the first master key with HKDF-SHA256, so it stays stable when the master key rotates."""
+        master = self._provider.get(1)
+        return HKDF(
+            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()
+        ).derive(master)
 
     def unwrap(self, version: int, wrapped: bytes) -> bytes:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
     Experiment,
     LifecycleStage,
+    RunInput,
     ViewType,
 )
 from mlplane.tracking.tables import (
@@ -54,6 +55,8 @@ class ServiceBase:
         self._guard = guard
         self._max_batch_points = max_batch_points
         self._key_ids: dict[str, int] = {}  # interned metric keys: ids never change
+        self.input_check: Callable[[Principal, RunInput], bool] | None = None
+        """Checks an input before it is logged; True records it as read with unhandled PII."""
 
     def _metric_key_ids(self, keys: Sequence[str]) -> dict[str, int]:
         known = self._key_ids

@@ -111,7 +111,7 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
             )
         ):
             metrics[run][k] = value_out(num)
-        for run, *fields in session.execute(
+        for run, kind, name, version, digest, source, context, unhandled in session.execute(
             select(
                 RunInputRow.run_id,
                 RunInputRow.kind,
@@ -120,11 +120,14 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
                 RunInputRow.digest,
                 RunInputRow.source,
                 RunInputRow.context,
+                RunInputRow.unhandled_pii,  # read as allowed despite unhandled PII
             )
             .where(_in(RunInputRow.run_id, chunk))
             .order_by(RunInputRow.id)
         ):
-            inputs[run].append(RunInput(*fields))
+            inputs[run].append(
+                RunInput(kind, name, version, digest, source, context, allow_pii=bool(unhandled))
+            )
     return [
         Run(
             info=run_info(r),

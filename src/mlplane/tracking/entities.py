@@ -97,6 +97,8 @@ class RunInput:
     digest: str = ""
     source: str = ""
     context: str = ""
+    allow_pii: bool = False
+    """Use a dataset version flagged with unhandled PII anyway (an audited decision)."""
 
 
 @dataclass(frozen=True, slots=True)

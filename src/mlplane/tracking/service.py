@@ -241,16 +241,25 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
         self.log_batch(p, run_id, tags={TAG_NOTE: text})
 
     def log_inputs(self, p: Principal, run_id: str, inputs: Sequence[RunInput]) -> None:
-        """Record what a run read (dataset versions and the like)."""
+        """Record what a run read (dataset versions and the like).
+
+        A dataset version stored by mlplane passes the input check first (wired by
+        :class:`~mlplane.services.Services`): one flagged with unhandled PII is refused
+        unless the input says ``allow_pii``.
+        """
+        for inp in inputs:
+            fields = (inp.kind, inp.name, inp.version, inp.digest, inp.source, inp.context)
+            if not all(isinstance(f, str) for f in fields):
+                raise InvalidInput("input fields (kind, name, version, ...) must be strings")
+            if not inp.kind or not inp.name:
+                raise InvalidInput("an input needs a kind and a name")
+        flags = [
+            self.input_check(p, inp) if self.input_check is not None else False for inp in inputs
+        ]
         with self._guard.unit(write=True) as s:
             self._writable_run(s, p, run_id, "run.log")
             now = now_ms()
-            for inp in inputs:
-                fields = (inp.kind, inp.name, inp.version, inp.digest, inp.source, inp.context)
-                if not all(isinstance(f, str) for f in fields):
-                    raise InvalidInput("input fields (kind, name, version, ...) must be strings")
-                if not inp.kind or not inp.name:
-                    raise InvalidInput("an input needs a kind and a name")
+            for inp, unhandled in zip(inputs, flags, strict=True):
                 s.add(
                     RunInputRow(
                         run_id=run_id,
@@ -261,8 +270,53 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
                         source=inp.source,
                         context=inp.context,
                         created_at=now,
+                        unhandled_pii=unhandled,
                     )
                 )
+
+    def referenced_blobs(self) -> set[str]:
+        """Blob digests that artifacts name (garbage collection keeps them)."""
+        with self._db.read() as s:
+            return set(s.scalars(select(ArtifactRow.digest).distinct()))
+
+    def runs_reading(
+        self, p: Principal, kind: str, name: str, version: str, *, project: str
+    ) -> list[tuple[RunInfo, str, bool]]:
+        """Runs of ``project`` that logged this input: (run, context, read with unhandled PII),
+        newest first. Runs the caller may not read are left out."""
+        with self._guard.unit(write=False) as s:
+            rows = s.execute(
+                select(RunRow, RunInputRow.context, RunInputRow.unhandled_pii)
+                .join(RunInputRow, RunInputRow.run_id == RunRow.id)
+                .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .where(
+                    RunInputRow.kind == kind,
+                    RunInputRow.name == name,
+                    RunInputRow.version == version,
+                    ProjectRow.name == project,
+                )
+                .order_by(RunRow.start_time.desc())
+            ).all()
+            if not rows:
+                return []
+            proj = s.scalar(select(ProjectRow).where(ProjectRow.name == project))
+            self._guard.require(
+                p,
+                Permission.READ,
+                project=project,
+                project_id=proj.id if proj else None,
+                action="run.read",
+                resource=f"dataset/{name}@{version}/lineage",
+            )
+            seen: set[str] = set()
+            out = []
+            for run, context, unhandled in rows:
+                if run.id in seen:
+                    continue
+                seen.add(run.id)
+                out.append((_rows.run_info(run), context, bool(unhandled)))
+            return out
 
     def get_metric_history(self, p: Principal, run_id: str, key: str) -> list[Metric]:
         """Every point of one metric, ordered by step then time."""

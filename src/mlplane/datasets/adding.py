@@ -1,0 +1,388 @@
+"""Adding a version: check, mask and profile the tables, store the bytes, record the version.
+
+The order is what makes an add safe to interrupt. Contracts are validated and
+every table is read (PII handled, contract checked, profile computed) before a
+single chunk is written, so a bad file or a failed gate stores nothing. Chunks
+are written before the version row that points at them, in one transaction at
+the end, so an interrupted add leaves no version and no dangling reference;
+a re-run finds the chunks already stored and skips them.
+
+A dataset remembers its contract and PII policy: an add that names neither
+inherits them from the newest version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+from sqlalchemy import insert, select
+
+from mlplane import projects
+from mlplane.blobs.store import PREFIX
+from mlplane.datasets import profile as profile_mod
+from mlplane.datasets.contracts import Contract, load_contract
+from mlplane.datasets.entities import AddResult
+from mlplane.datasets.pii import PiiPolicy, parse_policy
+from mlplane.datasets.pipeline import PassResult, scan_tables
+from mlplane.datasets.storing import StoredFile, store_files
+from mlplane.datasets.tables import (
+    DatasetFileRow,
+    DatasetRow,
+    DatasetTagRow,
+    DatasetVersionRow,
+    HashCacheRow,
+)
+from mlplane.db.engine import now_ms
+from mlplane.errors import InvalidInput, QualityGateFailed
+from mlplane.projects import service as project_rows
+from mlplane.security import Permission, Principal
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,249}$")
+
+
+def version_digest(entries: list[tuple[str, int, str]]) -> str:
+    """A version's identity: BLAKE3 over every (path, size, file digest), sorted."""
+    text = "".join(f"{rel}\0{size}\0{d}\n" for rel, size, d in sorted(entries))
+    return PREFIX + blake3.blake3(text.encode()).hexdigest()
+
+
+def list_files(root: Path) -> list[tuple[str, Path]]:
+    if root.is_file():
+        return [(root.name, root)]
+    out = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out.append((path.relative_to(root).as_posix(), path))
+    return out
+
+
+class AddingMixin:
+    """The add use case of :class:`~mlplane.datasets.service.DataService`."""
+
+    _db: Any
+    _chunks: Callable[[], Any]
+    _keys: Callable[[], Any]
+    _guard: Any
+    _project: Any
+    get: Any
+
+    def add(
+        self,
+        p: Principal,
+        name: str,
+        source: str | os.PathLike[str],
+        *,
+        project: str = projects.DEFAULT_PROJECT,
+        progress: Callable[[int], None] | None = None,
+        contract: str | os.PathLike[str] | Mapping[str, Any] | Contract | None = None,
+        pii: str | Mapping[str, str] | PiiPolicy | None = None,
+        derived_from: str | None = None,
+        derivation: Mapping[str, Any] | None = None,
+    ) -> AddResult:
+        """Store ``source`` (a file or a folder) as the next version of ``name``.
+
+        Args:
+            contract: a quality contract (YAML file or text, mapping or ``Contract``);
+                a failed blocking expectation raises ``QualityGateFailed`` and stores
+                nothing. ``None`` keeps the dataset's current contract, if any.
+            pii: a PII policy (``"mask"``, ``"hash"``, ``"drop"``, ``"block"``,
+                ``"allow"`` or a per-column mapping with ``"*"`` as the default).
+                ``None`` keeps the dataset's current policy; a dataset without one is
+                scanned and flagged when PII is found.
+
+        Raises:
+            InvalidInput: bad name, missing source, unreadable table, bad contract.
+            QualityGateFailed: a blocking expectation failed, or PII was found where the
+                policy is ``block``.
+        """
+        if "@" in name or not _NAME.match(name):
+            raise InvalidInput(
+                f"{name!r} is not a dataset name: use letters, digits, '_', '-' and '.', "
+                "starting with a letter or digit, without @version"
+            )
+        root = Path(source)
+        if not root.exists():
+            raise InvalidInput(f"{root} does not exist")
+        files = list_files(root)
+        if not files:
+            raise InvalidInput(f"{root} holds no files")
+        given_contract = load_contract(contract) if contract is not None else None
+        given_policy = parse_policy(pii) if pii is not None else None
+        with self._guard.unit(write=False) as s:
+            row = project_rows.find(s, project)
+            self._guard.require(
+                p,
+                Permission.WRITE,
+                project=project,
+                project_id=row.id if row else None,
+                action="dataset.add",
+                resource=f"dataset/{name}",
+            )
+            found = self._newest(s, row.id if row else None, name)
+            newest = (
+                None
+                if found is None
+                else _Newest(found.version, found.digest, found.contract, found.pii_policy)
+            )
+        inherited = given_contract is None and given_policy is None
+        contract_obj = given_contract or (
+            Contract.from_json(newest.contract) if newest is not None and newest.contract else None
+        )
+        policy = given_policy or (
+            PiiPolicy.from_json(newest.pii_policy)
+            if newest is not None and newest.pii_policy
+            else parse_policy(None)
+        )
+        if inherited and newest is not None and derived_from is None:
+            # Unchanged files are known by the hash cache: no need to read anything.
+            known = _cached_digests(self._db, files, newest.pii_policy)
+            if known is not None and version_digest(known) == newest.digest:
+                if progress:
+                    progress(sum(size for _, size, _ in known))
+                return AddResult(
+                    version=self.get(p, f"{name}@{newest.version}", project=project),
+                    created=False,
+                    bytes_in=0,
+                    bytes_stored=0,
+                    files_rehashed=0,
+                )
+        with tempfile.TemporaryDirectory(prefix="mlplane-add-") as work:
+            passed = scan_tables(
+                files,
+                contract=contract_obj,
+                policy=policy,
+                hmac_key=self._keys().derive(f"mlplane/pii-hmac/{project}"),
+                workdir=Path(work),
+            )
+            self._gate(name, passed)
+            originals = [(r, f) for r, f in files if r not in _replaced(passed)]
+            masked = [(r, passed.tables[r].stored_path) for r in _replaced(passed)]
+            chunks = self._chunks()
+            first = store_files(self._db, chunks, originals, progress=progress)
+            second = store_files(self._db, chunks, masked, progress=progress, use_cache=False)
+        stored = {f.rel: f for f in first.files + second.files}
+        self._remember_masked(dict(files), second.files, policy)
+        version_no, created = self._record(
+            p,
+            project,
+            name,
+            [stored[r] for r, _ in files],
+            passed,
+            contract_obj,
+            policy,
+            derived_from,
+            derivation,
+        )
+        return AddResult(
+            version=self.get(p, f"{name}@{version_no}", project=project),
+            created=created,
+            bytes_in=first.bytes_in + second.bytes_in,
+            bytes_stored=first.bytes_stored + second.bytes_stored,
+            files_rehashed=first.rehashed + second.rehashed,
+        )
+
+    def _remember_masked(
+        self, originals: dict[str, Path], masked: list[StoredFile], policy: PiiPolicy
+    ) -> None:
+        """Cache what each original file became under this policy, so an unchanged
+        re-add of masked data is recognised without reading it again."""
+        if not masked:
+            return
+        with self._db.write() as s:
+            for f in masked:
+                src = originals[f.rel]
+                st = src.stat()
+                s.merge(
+                    HashCacheRow(
+                        path=_policy_key(src, policy.to_json()),
+                        size=st.st_size,
+                        mtime_ns=st.st_mtime_ns,
+                        inode=st.st_ino,
+                        digest=f.digest,
+                        chunks=json.dumps([[r.digest, r.size] for r in f.refs]),
+                    )
+                )
+
+    @staticmethod
+    def _gate(name: str, passed: PassResult) -> None:
+        blocked = passed.pii_blocked
+        if blocked:
+            where = "; ".join(
+                f"{rel}: column {col!r} ({_kinds(passed, rel, col)})" for rel, col in blocked
+            )
+            raise QualityGateFailed(
+                f"{name}: PII found where the policy is 'block' ({where}). Nothing was "
+                "stored. Mask, hash or drop those columns (--pii mask|hash|drop), or allow "
+                "them explicitly (--pii COLUMN=allow).",
+                pii=[t.pii.to_json() for t in passed.tables.values()],
+            )
+        if passed.quality is not None and not passed.quality.passed:
+            raise QualityGateFailed(
+                f"{name}: the quality contract failed; nothing was stored.\n"
+                + passed.quality.summary(),
+                report=passed.quality.to_json(),
+            )
+
+    def _newest(self, s, project_id: int | None, name: str) -> DatasetVersionRow | None:  # type: ignore[no-untyped-def]
+        if project_id is None:
+            return None
+        return s.scalar(  # type: ignore[no-any-return]
+            select(DatasetVersionRow)
+            .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
+            .where(DatasetRow.project_id == project_id, DatasetRow.name == name)
+            .order_by(DatasetVersionRow.version.desc())
+            .limit(1)
+        )
+
+    def _record(
+        self,
+        p: Principal,
+        project: str,
+        name: str,
+        files: list[StoredFile],
+        passed: PassResult,
+        contract: Contract | None,
+        policy: PiiPolicy,
+        derived_from: str | None,
+        derivation: Mapping[str, Any] | None,
+    ) -> tuple[int, bool]:
+        """Write the version and its file rows in one transaction; (number, created)."""
+        digest = version_digest([(f.rel, f.size, f.digest) for f in files])
+        with self._guard.unit(write=True) as s:
+            proj = self._project(s, p, project, Permission.WRITE, "dataset.add", f"dataset/{name}")
+            ds = s.scalar(
+                select(DatasetRow).where(DatasetRow.project_id == proj.id, DatasetRow.name == name)
+            )
+            if ds is None:
+                ds = DatasetRow(project_id=proj.id, name=name, created_at=now_ms())
+                s.add(ds)
+                s.flush()
+            newest = self._newest(s, proj.id, name)
+            if newest is not None and newest.digest == digest:
+                return newest.version, False
+            row = DatasetVersionRow(
+                dataset_id=ds.id,
+                version=(newest.version + 1) if newest else 1,
+                digest=digest,
+                size=sum(f.size for f in files),
+                file_count=len(files),
+                created_at=now_ms(),
+                created_by=p.name,
+                contract=contract.to_json() if contract is not None else None,
+                quality=passed.quality.to_json() if passed.quality is not None else None,
+                pii_policy=policy.to_json() if _has_policy(policy) else None,
+                pii_unhandled=passed.pii_unhandled,
+                derived_from=derived_from,
+                derivation=json.dumps(dict(derivation)) if derivation else None,
+            )
+            s.add(row)
+            s.flush()
+            rows = []
+            for f in files:
+                table = passed.tables.get(f.rel)
+                rows.append(
+                    {
+                        "version_id": row.id,
+                        "path": f.rel,
+                        "size": f.size,
+                        "digest": f.digest,
+                        "chunks": json.dumps([[r.digest, r.size] for r in f.refs]),
+                        "profile": profile_mod.to_json(table.profile) if table else None,
+                        "pii": table.pii.to_json() if table else None,
+                    }
+                )
+            for i in range(0, len(rows), 5000):
+                s.execute(insert(DatasetFileRow), rows[i : i + 5000])
+            s.merge(DatasetTagRow(dataset_id=ds.id, tag="latest", version=row.version))
+            self._guard.audit(
+                s,
+                p,
+                "dataset.version.create",
+                f"dataset/{name}@{row.version}",
+                proj.id,
+                details={
+                    "digest": digest,
+                    "files": len(files),
+                    "pii_unhandled": passed.pii_unhandled,
+                    "pii_policy": policy.to_json() if _has_policy(policy) else None,
+                    "quality_passed": None if passed.quality is None else passed.quality.passed,
+                },
+            )
+            return row.version, True
+
+
+@dataclass(frozen=True, slots=True)
+class _Newest:
+    version: int
+    digest: str
+    contract: str | None
+    pii_policy: str | None
+
+
+def _replaced(passed: PassResult) -> set[str]:
+    return {rel for rel, t in passed.tables.items() if t.replaced}
+
+
+def _policy_key(path: Path, policy_json: str) -> str:
+    tag = blake3.blake3(policy_json.encode()).hexdigest()[:16]
+    return f"{path.resolve()}\0pii:{tag}"
+
+
+def _cached_digests(
+    db: Any, files: Sequence[tuple[str, Path]], policy_json: str | None
+) -> list[tuple[str, int, str]] | None:
+    """(path, size, digest) of every file from the hash cache, or None if any changed.
+
+    The caller compares the result with the newest version, whose rows keep the
+    chunks alive, so the chunks need no existence check here.
+    """
+    keys = {str(path.resolve()): (rel, path) for rel, path in files}
+    masked = (
+        {_policy_key(path, policy_json): str(path.resolve()) for _, path in files}
+        if policy_json
+        else {}
+    )
+    found: dict[str, HashCacheRow] = {}
+    listed = list(keys) + list(masked)
+    with db.read() as s:
+        for i in range(0, len(listed), 500):
+            for r in s.execute(
+                select(HashCacheRow.__table__).where(HashCacheRow.path.in_(listed[i : i + 500]))
+            ):
+                found[r.path] = r
+    for mkey, key in masked.items():
+        if mkey in found:  # the file as the policy rewrote it
+            found[key] = found[mkey]
+    out = []
+    for key, (rel, path) in keys.items():
+        hit = found.get(key)
+        if hit is None:
+            return None
+        st = path.stat()
+        if (hit.size, hit.mtime_ns, hit.inode) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            return None
+        # The stored size (of the masked copy, when the policy rewrote the file).
+        out.append((rel, sum(n for _, n in json.loads(hit.chunks)), hit.digest))
+    return out
+
+
+def _has_policy(policy: PiiPolicy) -> bool:
+    return policy.default is not None or bool(policy.columns)
+
+
+def _kinds(passed: PassResult, rel: str, column: str) -> str:
+    for c in passed.tables[rel].pii.columns:
+        if c.column == column:
+            parts = [f"{k}: {n} cells" for k, n in c.kinds.items()]
+            if c.name_hint:
+                parts.append(f"name hint {c.name_hint}")
+            return ", ".join(parts)
+    return "PII"

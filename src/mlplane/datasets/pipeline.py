@@ -1,0 +1,197 @@
+"""The one streaming pass over a version's table files, before anything is stored.
+
+Each record batch goes through PII detection (and masking, hashing or dropping
+by policy), then the quality contract and the profiler see the batch as it
+will be stored. When a policy changed something, the transformed batches are
+written to a private work folder in the file's own format and that file is
+what gets chunked: the unmasked bytes never reach the store. Memory stays
+bounded by the batch size whatever the size of the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from mlplane.datasets import profile as profile_mod
+from mlplane.datasets.contracts import Contract, ContractCheck, ContractReport
+from mlplane.datasets.pii import PiiPolicy, PiiReport, PiiScanner, detect_columns
+from mlplane.errors import InvalidInput
+
+BATCH_ROWS = 65_536
+
+
+@dataclass
+class TableResult:
+    """What the pass learned about one table file."""
+
+    profile: profile_mod.TableProfile
+    pii: PiiReport
+    stored_path: Path
+    """The file to store: the original, or the transformed copy in the work folder."""
+    replaced: bool = False
+
+
+@dataclass
+class PassResult:
+    tables: dict[str, TableResult] = field(default_factory=dict)
+    quality: ContractReport | None = None
+
+    @property
+    def pii_unhandled(self) -> bool:
+        return any(t.pii.unhandled for t in self.tables.values())
+
+    @property
+    def pii_blocked(self) -> list[tuple[str, str]]:
+        return [(rel, col) for rel, t in self.tables.items() for col in t.pii.blocked]
+
+
+def _batches(path: Path, fmt: str, rel: str) -> tuple[pa.Schema, Any]:
+    try:
+        dataset = pads.dataset(str(path), format=fmt)
+        return dataset.schema, dataset.to_batches(batch_size=BATCH_ROWS)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise InvalidInput(f"{rel} is not a readable {_kind(fmt)} file: {exc}") from None
+
+
+def _kind(fmt: str) -> str:
+    return {"csv": "CSV", "parquet": "Parquet", "json": "JSON Lines"}.get(fmt, fmt)
+
+
+class _Writer:
+    """Writes transformed batches in the source file's format."""
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fmt = fmt
+        self._fh: Any = None
+        if fmt == "csv":
+            self._w: Any = pacsv.CSVWriter(str(path), schema)
+        elif fmt == "parquet":
+            self._w = pq.ParquetWriter(str(path), schema)
+        else:
+            self._w = None
+            self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._w is not None:
+            self._w.write(batch) if self.fmt == "csv" else self._w.write_batch(batch)
+            return
+        lines = [orjson.dumps(row, default=str) for row in batch.to_pylist()]
+        self._fh.write(b"\n".join(lines) + (b"\n" if lines else b""))
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+        if self._fh is not None:
+            self._fh.close()
+
+
+def scan_tables(
+    files: Sequence[tuple[str, Path]],
+    *,
+    contract: Contract | None,
+    policy: PiiPolicy,
+    hmac_key: bytes,
+    workdir: Path,
+) -> PassResult:
+    """Run PII handling, the contract and the profile over every table file of a version.
+
+    Raises:
+        InvalidInput: a file cannot be read as its format says, or the contract does not
+            fit the table (unknown column, tables of different columns under one contract).
+    """
+    tables = [(rel, path, fmt) for rel, path in files if (fmt := profile_mod.table_format(rel))]
+    out = PassResult()
+    if contract is not None and not tables:
+        raise InvalidInput("a contract needs table files (CSV, Parquet or JSON Lines) to check")
+    check: ContractCheck | None = None
+    first_columns: list[str] | None = None
+    stored_for_sql: list[Path] = []
+    for rel, path, fmt in tables:
+        schema, batches = _batches(path, fmt, rel)
+        drop: set[str] = set()
+        if policy.default == "drop":
+            _, again = _batches(path, fmt, rel)
+            drop = _guarded(
+                rel, fmt, lambda again=again, schema=schema: detect_columns(schema, again)
+            )
+        scanner = PiiScanner(schema, policy, hmac_key=hmac_key, drop_columns=drop)
+        out_schema = scanner.output_schema
+        if contract is not None:
+            if first_columns is None:
+                contract.validate_schema(out_schema, source=rel)
+                first_columns = out_schema.names
+                check = ContractCheck(contract, out_schema)
+            elif out_schema.names != first_columns:
+                raise InvalidInput(
+                    f"a contract checks one table, but {rel} has columns "
+                    f"{', '.join(out_schema.names)} and {tables[0][0]} has "
+                    f"{', '.join(first_columns)}: add them as separate datasets"
+                )
+        transforms = _transforms(policy, schema, drop)
+        target = workdir / "masked" / rel
+        writer = _Writer(target, fmt, out_schema) if transforms else None
+        profiler = profile_mod.Profiler(out_schema)
+        try:
+            for batch in _guarded_iter(rel, fmt, batches):
+                clean = scanner.process(batch, file=rel)
+                profiler.update(clean)
+                if check is not None:
+                    check.update(clean, file=rel)
+                if writer is not None:
+                    writer.write(clean)
+        finally:
+            if writer is not None:
+                writer.close()
+        changed = writer is not None and scanner.changed
+        if writer is not None and not changed:
+            target.unlink(missing_ok=True)
+        stored = target if changed else path
+        stored_for_sql.append(stored)
+        out.tables[rel] = TableResult(profiler.result(), scanner.report(), stored, changed)
+    if check is not None:
+        formats = {fmt for _, _, fmt in tables}
+        if len(formats) > 1 and any(e.kind == "sql" for e in contract.expectations):  # type: ignore[union-attr]
+            raise InvalidInput(
+                "SQL expectations read one kind of table file, but this version mixes "
+                f"{', '.join(sorted(_kind(f) for f in formats))}: add them as separate datasets"
+            )
+        out.quality = check.finish(stored_for_sql, sql_format=formats.pop())
+    return out
+
+
+def _transforms(policy: PiiPolicy, schema: pa.Schema, drop: set[str]) -> bool:
+    """Whether this policy may change the file (so the pass must write a copy)."""
+    acting = {"mask", "hash", "drop"}
+    if drop or policy.default in acting:
+        return True
+    return any(a in acting for c, a in policy.columns.items() if c in schema.names)
+
+
+def _guarded(rel: str, fmt: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise InvalidInput(f"{rel} is not a readable {_kind(fmt)} file: {exc}") from None
+
+
+def _guarded_iter(rel: str, fmt: str, batches: Any) -> Any:
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise InvalidInput(f"{rel} is not a readable {_kind(fmt)} file: {exc}") from None
+        yield batch

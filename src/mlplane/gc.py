@@ -1,0 +1,117 @@
+"""``mlplane gc``: remove stored bytes that nothing references any more.
+
+Two kinds of garbage: chunks that no dataset version lists (left by versions
+whose add was interrupted, or by files replaced in later versions and then
+purged), and blobs that no chunk or artifact row names (left by a crash
+between writing a blob and recording it).
+
+Safety with writers running: a chunk is removed only when it is unreferenced
+AND it was neither stored nor reused within the grace period. Every add marks
+the chunks it reuses (``seen_at``) before it looks them up, in its own
+transaction, and the deletion re-checks that mark in the same statement that
+deletes, so either the add sees the chunk gone and stores it again, or the
+collector sees the fresh mark and keeps it. The grace period only has to
+outlast one add (from storing its first chunk to recording its version).
+Rows go first, blobs after: a crash in between leaves orphan blobs, which
+the next run removes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+
+from mlplane.blobs.tables import ChunkRow
+from mlplane.security import Permission, Principal
+from mlplane.services import Services
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    chunks_deleted: int
+    chunk_bytes_freed: int
+    blobs_deleted: int
+    """Orphan blobs (no chunk or artifact row names them), besides the chunks' own."""
+    kept_young: int
+    """Unreferenced chunks kept because they are younger than the grace period."""
+    referenced_chunks: int
+    grace_s: float
+    dry_run: bool
+
+
+def collect_garbage(
+    services: Services, p: Principal, *, grace_s: float | None = None, dry_run: bool = False
+) -> GcReport:
+    """Delete unreferenced chunks and orphan blobs older than the grace period."""
+    grace = services.settings.gc_grace_s if grace_s is None else grace_s
+    with services.guard.unit(write=False):
+        services.guard.require(
+            p, Permission.ADMIN, project="*", project_id=None, action="gc", resource="store"
+        )
+    cutoff_ms = int((time.time() - grace) * 1000)
+    scan_started = int(time.time() * 1000)
+    referenced = services.data.referenced_chunks()
+    db = services.db
+    last_used = func.coalesce(ChunkRow.seen_at, ChunkRow.created_at)
+    with db.read() as s:
+        rows = s.execute(
+            select(ChunkRow.digest, ChunkRow.blob, ChunkRow.stored_size, last_used)
+        ).all()
+    unreferenced = [r for r in rows if r[0] not in referenced]
+    old = [r for r in unreferenced if r[3] < cutoff_ms]
+    deleted: list[tuple[str, str, int]] = []
+    if not dry_run:
+        for i in range(0, len(old), 500):
+            part = old[i : i + 500]
+            with db.write() as s:
+                # Re-checked at deletion: a chunk reused, or listed by a version recorded,
+                # since the scan is kept.
+                recent = services.data.referenced_chunks(since_ms=scan_started, session=s)
+                digests = [r[0] for r in part if r[0] not in recent]
+                gone = s.execute(
+                    delete(ChunkRow)
+                    .where(ChunkRow.digest.in_(digests), last_used < cutoff_ms)
+                    .returning(ChunkRow.digest, ChunkRow.blob, ChunkRow.stored_size)
+                ).all()
+            deleted += [(g[0], g[1], g[2]) for g in gone]
+        for _, blob, _ in deleted:
+            services.blobs.delete(blob)
+    else:
+        deleted = [(r[0], r[1], r[2]) for r in old]
+    orphans = _orphan_blobs(services, cutoff_ms / 1000)
+    if not dry_run:
+        for blob in orphans:
+            services.blobs.delete(blob)
+    with services.guard.unit(write=True) as s:
+        services.guard.audit(
+            s,
+            p,
+            "gc",
+            "store",
+            None,
+            details={
+                "chunks": len(deleted),
+                "bytes": sum(d[2] for d in deleted),
+                "orphan_blobs": len(orphans),
+                "dry_run": dry_run,
+            },
+        )
+    return GcReport(
+        chunks_deleted=len(deleted),
+        chunk_bytes_freed=sum(d[2] for d in deleted),
+        blobs_deleted=len(orphans),
+        kept_young=len(unreferenced) - len(old),
+        referenced_chunks=len(rows) - len(unreferenced),
+        grace_s=grace,
+        dry_run=dry_run,
+    )
+
+
+def _orphan_blobs(services: Services, cutoff_s: float) -> list[str]:
+    """Blobs older than the cutoff that no chunk row and no artifact names."""
+    with services.db.read() as s:
+        known = set(s.scalars(select(ChunkRow.blob)))
+    known |= services.tracking.referenced_blobs()
+    return [d for d, mtime in services.blobs.iter_blobs() if d not in known and mtime < cutoff_s]
