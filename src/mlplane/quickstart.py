@@ -1,7 +1,9 @@
-"""A first look at mlplane in a few seconds: four tracked models on a dataset that ships
-with scikit-learn (no downloads).
+"""A first look at mlplane in a few seconds: a versioned dataset behind a quality gate,
+then four tracked models trained on it (scikit-learn's breast-cancer data, no downloads).
 
-Each model is one run with its params, step-wise metrics (cross-validation folds,
+The data is stored as a dataset version (``breast_cancer@N``: profiled, PII-scanned,
+compressed and encrypted) after passing a quality contract. Each model is one run
+with its params, step-wise metrics (cross-validation folds,
 trees grown, boosting stages), final test metrics, a confusion matrix and a
 classification report as artifacts, and the dataset recorded as an input.
 ``mlplane quickstart`` calls :func:`run_quickstart` and prints the comparison.
@@ -13,7 +15,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlplane import seeding
@@ -22,7 +24,16 @@ from mlplane.tracking.entities import Metric, RunInput
 
 __all__ = ["DATASET", "MAIN_METRIC", "run_quickstart"]
 
-DATASET = "sklearn/breast_cancer"
+DATASET = "breast_cancer"
+CONTRACT = {
+    "columns": {
+        "target": {"not_null": True, "in_set": [0, 1]},
+        "mean radius": {"not_null": True, "between": {"min": 0, "max": 100}},
+        "mean texture": {"between": {"min": 0, "max": 100}},
+    },
+    "table": {"row_count": {"min": 500}},
+}
+"""The quickstart's quality gate: a version that breaks it is refused."""
 MAIN_METRIC = "accuracy"
 """Runs are ranked by this test metric, ties broken by ``roc_auc``."""
 
@@ -43,6 +54,8 @@ class _Data:
     y_test: Any
     labels: list[str]
     digest: str
+    version: Any = None
+    """The stored dataset version the models train on."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,11 @@ def run_quickstart(
     own = client is None
     c = client if client is not None else Client()
     try:
+        if progress is not None:
+            progress("versioning the data", 0, len(_CANDIDATES))
         data = _load_data(seed)
+        version = _store_data(c)
+        data = replace(data, version=version)
         eid = c.get_or_create_experiment(experiment)
         results = []
         for i, cand in enumerate(_CANDIDATES):
@@ -106,12 +123,41 @@ def run_quickstart(
     return {
         "experiment_id": eid,
         "experiment": experiment,
-        "dataset": DATASET,
+        "dataset": data.version.ref if data.version is not None else DATASET,
+        "dataset_digest": data.digest,
+        "quality_checks": len(data.version.quality.results)
+        if data.version is not None and data.version.quality is not None
+        else 0,
         "main_metric": MAIN_METRIC,
         "runs": ranked,
         "run_ids": [r["run_id"] for r in results],
         "best_run_id": ranked[0]["run_id"],
     }
+
+
+def _store_data(c: Client) -> Any:
+    """Store the data as a dataset version through the quality gate (a no-op when the
+    same data is already the newest version)."""
+    import tempfile
+    from pathlib import Path
+
+    from sklearn.datasets import load_breast_cancer
+
+    from mlplane.datasets.contracts import load_contract
+
+    frame = load_breast_cancer(as_frame=True).frame
+    with tempfile.TemporaryDirectory(prefix="mlplane-quickstart-") as tmp:
+        path = Path(tmp) / "breast_cancer.parquet"
+        frame.to_parquet(path, index=False)
+        result = c.transport.add_dataset(
+            DATASET,
+            path,
+            project="default",
+            progress=None,
+            contract=load_contract(CONTRACT).to_json(),
+            pii="mask",
+        )
+    return result.version
 
 
 def _load_data(seed: int) -> _Data:
@@ -133,8 +179,6 @@ def _load_data(seed: int) -> _Data:
 
 
 def _track(c: Client, eid: str, cand: _Candidate, data: _Data, seed: int) -> dict[str, Any]:
-    import sklearn
-
     run = c.create_run(
         eid, run_name=cand.run_name, tags={"quickstart": "true", "model": cand.model}
     )
@@ -155,9 +199,9 @@ def _track(c: Client, eid: str, cand: _Candidate, data: _Data, seed: int) -> dic
                 RunInput(
                     kind="dataset",
                     name=DATASET,
-                    version=f"scikit-learn {sklearn.__version__}",
-                    digest=data.digest,
-                    source="sklearn.datasets.load_breast_cancer",
+                    version=str(data.version.version),
+                    digest=data.version.digest,
+                    source=f"mlplane-data:default/{data.version.ref}",
                     context="training",
                 )
             ],

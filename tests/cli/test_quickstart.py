@@ -28,7 +28,7 @@ def test_quickstart_tracks_models_and_suggests_next_steps(cli: Invoke, sdk: Clie
         assert 0.8 < run.data.metrics["accuracy"] <= 1.0
         assert run.data.tags["mlplane.seed"] == "42"
         assert run.data.params["seed"] == "42"
-        assert [(i.kind, i.name) for i in run.inputs] == [("dataset", "sklearn/breast_cancer")]
+        assert [(i.kind, i.name) for i in run.inputs] == [("dataset", "breast_cancer")]
         paths = {a.path for a in sdk.list_artifacts(run.info.run_id, recursive=True)}
         assert {"eval/confusion_matrix.json", "eval/classification_report.txt"} <= paths
     assert runs[0].info.run_id.startswith(compare.group(1))

@@ -206,3 +206,33 @@ def test_malformed_table_is_named_and_stores_nothing(svc: Services, tmp_path: Pa
     with pytest.raises(InvalidInput, match=r"bad\.parquet"):
         svc.data.add(ME, "broken", folder)
     assert _chunk_count(svc) == 0
+
+
+def test_interrupted_add_leaves_no_version_and_a_rerun_resumes(
+    svc: Services, tmp_path: Path
+) -> None:
+    import os
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"part{i}.bin").write_bytes(os.urandom(3_000_000))
+    seen = 0
+
+    def interrupt(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if seen > 6_000_000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        svc.data.add(ME, "big", folder, progress=interrupt)
+    with svc.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(DatasetVersionRow)) == 0
+    stored_before = _chunk_count(svc)
+    assert stored_before > 0  # some chunks made it: garbage until a version lists them
+    result = svc.data.add(ME, "big", folder)
+    assert result.created and result.bytes_in == 12_000_000
+    assert result.bytes_stored < 12_000_000 - 3_000_000  # the stored chunks were reused
+    out = svc.data.materialize(ME, "big@1", tmp_path / "out")
+    assert all((out / p.name).read_bytes() == p.read_bytes() for p in folder.iterdir())

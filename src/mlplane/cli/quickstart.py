@@ -55,6 +55,10 @@ def quickstart(
     uri = state(ctx).uri
     where = f" --uri {shlex.quote(uri)}" if uri else ""
     info("")
+    info(
+        f"Data:    {summary['dataset']} passed {summary['quality_checks']} quality checks; "
+        f"mlplane{where} data show {summary['dataset']}"
+    )
     info(f"Browse:  mlplane{where} runs ls --experiment {shlex.quote(experiment)}")
     info(
         f"Compare: mlplane{where} runs compare {ranked[0]['run_id'][:8]} {ranked[1]['run_id'][:8]}"
