@@ -26,7 +26,7 @@ from mlplane.datasets.contracts import Contract, ContractCheck, ContractReport
 from mlplane.datasets.pii import PiiPolicy, PiiReport, PiiScanner, detect_columns
 from mlplane.errors import InvalidInput
 
-BATCH_ROWS = 65_536
+BATCH_ROWS = 262_144
 
 
 @dataclass
