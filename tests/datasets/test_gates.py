@@ -139,8 +139,8 @@ def test_hash_keeps_joins_and_drop_removes_the_column(svc: Services, tmp_path: P
     vb = svc.data.add(ME, "b", b, pii={"email": "hash", "note": "drop"}).version
     out_a = svc.data.materialize(ME, va.ref, tmp_path / "oa")
     out_b = svc.data.materialize(ME, vb.ref, tmp_path / "ob")
-    rows_a = list(csv.DictReader(open(out_a / "c.csv")))
-    rows_b = list(csv.DictReader(open(out_b / "c.csv")))
+    rows_a = list(csv.DictReader((out_a / "c.csv").read_text().splitlines()))
+    rows_b = list(csv.DictReader((out_b / "c.csv").read_text().splitlines()))
     assert "note" not in rows_a[0]
     assert rows_a[0]["email"] != EMAILS[0] and "@" not in rows_a[0]["email"]
     # Same value, same token, in both datasets: the join still works.

@@ -60,7 +60,7 @@ POLICIES = ("block", "mask", "hash", "drop", "allow")
 
 _MAX_EXAMPLES = 5
 _REDACTED = "[REDACTED]"  # explicit mask on a cell where nothing was detected
-_BLOCK_BYTES = 16_384  # text per block in the first union pass
+_BLOCK_BYTES = 4096  # text per block in the union pass
 _CACHE_MAX = 1 << 16  # HMAC tokens kept per scanner
 
 
@@ -494,41 +494,27 @@ def _text_bytes(values: pa.Array) -> int:
 
 
 def _candidate_rows(columns: list[pa.Array]) -> list[np.ndarray]:
-    """Rows of each text array that may hold PII: a superset, from block-wise union passes.
+    """Rows of each text array that may hold PII: those of blocks where the union matches.
 
-    The first pass covers all arrays in one kernel call: compiling the union and
-    warming its DFA costs about a millisecond a call, as much as scanning a megabyte.
+    One kernel call covers all arrays: compiling the union and warming its DFA
+    costs about a millisecond a call, as much as scanning a megabyte. Blocks
+    are small, so the rows of a hit block are few enough to match per row.
     """
     found = [np.empty(0, dtype=np.int64) for _ in columns]
-    firsts: dict[pa.DataType, list[tuple[int, int, pa.Array, np.ndarray]]] = {}
+    firsts: dict[pa.DataType, list[tuple[int, pa.Array, np.ndarray]]] = {}
     for i, values in enumerate(columns):
         if len(values) and values.null_count < len(values):
             per_row = max(1, _text_bytes(values) // len(values))
-            block = min(4096, max(1, _BLOCK_BYTES // per_row))
-            firsts.setdefault(values.type, []).append((i, block, *_blocks(values, block)))
+            rows = min(1024, max(1, _BLOCK_BYTES // per_row))
+            firsts.setdefault(values.type, []).append((i, *_blocks(values, rows)))
     for group in firsts.values():
-        hits = _match(pa.concat_arrays([joined for _, _, joined, _ in group]), _UNION)
+        hits = _match(pa.concat_arrays([joined for _, joined, _ in group]), _UNION)
         start = 0
-        for i, block, joined, offsets in group:
+        for i, joined, offsets in group:
             hit, start = hits[start : start + len(joined)], start + len(joined)
             if hit.any():
-                found[i] = _narrow(columns[i], hit, offsets, block)
+                found[i] = np.flatnonzero(np.repeat(hit, np.diff(offsets)))
     return found
-
-
-def _narrow(values: pa.Array, hit: np.ndarray, offsets: np.ndarray, block: int) -> np.ndarray:
-    positions = np.arange(len(values))
-    while True:
-        keep = np.flatnonzero(np.repeat(hit, np.diff(offsets)))
-        positions = positions[keep]
-        if block == 1 or hit.mean() > 0.25:  # dense: the per-detector passes narrow it anyway
-            return positions
-        values = values.take(keep)
-        block = max(1, block // 32)
-        joined, offsets = (
-            _blocks(values, block) if block > 1 else (values, np.arange(len(values) + 1))
-        )
-        hit = _match(joined, _UNION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -786,12 +772,13 @@ class PiiScanner:
         if not len(positions):
             return _Hits(positions, {}, values[:0])
         residual = values.take(positions)
-        # Replacements never create matches, so a detector absent from the candidates
-        # as a whole is skipped after one pass over them.
-        joined, _ = _blocks(residual, 1 << 16)
+        # Many candidates (dense PII): a detector absent from all of them is skipped after
+        # one pass over them joined, cheaper than a pass per row. Replacements never
+        # create matches, so the candidates as they came are enough.
+        joined = _blocks(residual, 1 << 16)[0] if len(positions) > 4096 else None
         kinds: dict[str, np.ndarray] = {}
         for det in _DETECTORS:
-            if not _match(joined, det.pattern).any():
+            if joined is not None and not _match(joined, det.pattern).any():
                 continue
             found = _match(residual, det.pattern)
             if not found.any():
