@@ -196,10 +196,28 @@ def get(
     ref: str = typer.Argument(..., help="name, name@3, name@latest or name@tag"),
     dest: Path = typer.Argument(..., help="Folder to write the files into."),
     project: str = ProjectOption,
+    as_json: bool = JsonOption,
 ) -> None:
-    """Write a version's files into a folder."""
-    out = client(ctx).transport.download_dataset(ref, dest, project=project)
-    info(f"{ref} written to {out}")
+    """Write a version's files into a folder (each file atomically)."""
+    transport = client(ctx).transport
+    version = transport.get_dataset(ref, project=project)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console(),
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task(f"getting {version.ref}", total=version.size or None)
+        out = transport.download_dataset(
+            version.ref, dest, project=project, progress=lambda n: bar.advance(task, n)
+        )
+    if as_json:
+        print_json({"version": version, "path": out})
+        return
+    info(f"{version.ref} ({version.file_count} files, {fmt_size(version.size)}) written to {out}")
 
 
 @app.command("tag")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
@@ -212,8 +212,19 @@ class EmbeddedTransport(Transport):
     def tag_dataset(self, ref: str, tag: str, *, project: str) -> DatasetVersion:
         return self.services.data.tag(self.principal, ref, tag, project=project)
 
-    def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str:
-        return str(self.services.data.materialize(self.principal, ref, dest, project=project))
+    def download_dataset(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        project: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        return str(
+            self.services.data.materialize(
+                self.principal, ref, dest, project=project, progress=progress
+            )
+        )
 
     def close(self) -> None:
         self.services.close()

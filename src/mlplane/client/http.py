@@ -13,7 +13,7 @@ import random
 import socket
 import tarfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -387,7 +387,14 @@ class HttpTransport(Transport):
         out = self._call("POST", url, json={"tag": tag}, params={"project": project})
         return codec.dataset_version(out)
 
-    def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str:
+    def download_dataset(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        project: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
         version = self.get_dataset(ref, project=project)
         out = Path(dest)
         for f in version.files:
@@ -402,6 +409,8 @@ class HttpTransport(Transport):
                 with open(tmp, "wb") as fh:
                     for chunk in resp.iter_bytes(1024 * 1024):
                         fh.write(chunk)
+                        if progress:
+                            progress(len(chunk))
             os.replace(tmp, target)
         return str(out)
 

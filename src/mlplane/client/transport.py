@@ -187,7 +187,14 @@ class Transport(abc.ABC):
     def tag_dataset(self, ref: str, tag: str, *, project: str) -> DatasetVersion: ...
 
     @abc.abstractmethod
-    def download_dataset(self, ref: str, dest: str | os.PathLike[str], *, project: str) -> str: ...
+    def download_dataset(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        project: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> str: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -362,8 +362,11 @@ class DataService(AddingMixin, SamplingMixin):
         dest: str | os.PathLike[str],
         *,
         project: str = projects.DEFAULT_PROJECT,
+        progress: Callable[[int], None] | None = None,
     ) -> Path:
-        """Write a version's files under ``dest`` (each file atomically); returns ``dest``."""
+        """Write a version's files under ``dest`` (each file atomically); returns ``dest``.
+
+        ``progress(n)`` is called with the bytes written as they are written."""
         out = Path(dest)
         with self._guard.unit(write=True) as s:  # a download is an audited event
             ds, row = self._resolve(s, p, ref, project)
@@ -383,5 +386,21 @@ class DataService(AddingMixin, SamplingMixin):
         store = self._chunks()
         for rel, chunks in files:
             refs = [ChunkRef(d, n) for d, n in json.loads(chunks)]
-            store.get_file(refs, out / rel)
+            _write_atomic(out / rel, store.iter_bytes(refs), progress)
         return out
+
+
+def _write_atomic(
+    dest: Path, chunks: Iterator[bytes], progress: Callable[[int], None] | None
+) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            for data in chunks:
+                fh.write(data)
+                if progress:
+                    progress(len(data))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
