@@ -4,8 +4,9 @@ The fluent API (``mlplane.start_run()``, ``mlplane.log_metric()``…) wraps one
 :class:`Client`; ``MLPLANE_URI`` picks the embedded store or a server.
 """
 
-from mlplane import data
+from mlplane import data, registry
 from mlplane._version import __version__
+from mlplane.autolog import autolog
 from mlplane.client import Client
 from mlplane.errors import (
     AlreadyExists,
@@ -57,6 +58,7 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "autolog",
     "data",
     "end_run",
     "flush",
@@ -71,6 +73,7 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "registry",
     "search_runs",
     "seed_everything",
     "set_experiment",

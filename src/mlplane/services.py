@@ -14,6 +14,7 @@ from mlplane.config import Settings
 from mlplane.datasets.entities import DatasetLineage, LineageRun
 from mlplane.datasets.service import DataService
 from mlplane.db import Database, ensure_schema
+from mlplane.registry.service import RegistryService
 from mlplane.security import Guard, Principal
 from mlplane.security.keys import KeyRing, provider_for
 from mlplane.tracking.entities import RunInput
@@ -28,6 +29,7 @@ class Services:
     guard: Guard
     tracking: TrackingService
     data: DataService
+    registry: RegistryService
     _chunks: ChunkStore | None = field(default=None, repr=False)
     _keys: KeyRing | None = field(default=None, repr=False)
 
@@ -46,6 +48,14 @@ class Services:
             guard=guard,
             tracking=tracking,
             data=DataService(db, lambda: services.chunks, guard, lambda: services.keys),
+            registry=RegistryService(
+                db,
+                lambda: services.chunks,
+                guard,
+                lambda: services.keys,
+                cache_dir=settings.home / "cache" / "models",
+                run_reader=tracking.get_run,
+            ),
         )
         tracking.input_check = services._check_input
         return services

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlplane._version import __version__
-from mlplane.cli import _common, data, data_tools, db, experiments, quickstart, runs, server
+from mlplane.cli import _common, data, data_tools, db, experiments, models, quickstart, runs, server
 from mlplane.errors import MlplaneError
 
 
@@ -79,6 +79,12 @@ app.add_typer(
     name="data",
     help="Versioned datasets: add (with quality gates and PII policies), list, show, diff, "
     "get, tag, lineage, leakage, sql, sample.",
+)
+app.add_typer(
+    models.app,
+    name="models",
+    help="Model registry: ls, show, versions, promote, policy, card, lineage, scan, "
+    "package, export, serve, keygen.",
 )
 app.command("gc")(data_tools.gc)
 app.command("server")(server.server)

@@ -13,6 +13,7 @@ from mlplane.datasets.entities import (
     DatasetVersion,
     LineageRun,
 )
+from mlplane.registry.entities import ModelFile, ModelLineage, ModelVersion, RegisteredModel
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -127,3 +128,22 @@ def lineage(d: dict[str, Any]) -> DatasetLineage:
         runs=[LineageRun(**r) for r in d.get("runs", [])],
         models=list(d.get("models", [])),
     )
+
+
+# -- model registry ------------------------------------------------------------------------------
+
+
+def model_version(d: dict[str, Any]) -> ModelVersion:
+    return ModelVersion(**{**d, "files": [ModelFile(**f) for f in d["files"]]})
+
+
+def registered_model(d: dict[str, Any]) -> RegisteredModel:
+    from mlplane.registry.policy import parse_policy
+
+    pol = d["policy"]
+    pol = {**pol, "rules": [f"{r['metric']} {r['op']} {r['value']}" for r in pol.get("rules", [])]}
+    return RegisteredModel(**{**d, "policy": parse_policy(pol)})
+
+
+def model_lineage(d: dict[str, Any]) -> ModelLineage:
+    return ModelLineage(**{**d, "version": model_version(d["version"])})

@@ -6,11 +6,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
 from mlplane.gc import GcReport, collect_garbage
+from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.security import Principal, local_admin
 from mlplane.services import Services
 from mlplane.tracking.entities import (
@@ -224,6 +227,62 @@ class EmbeddedTransport(Transport):
             self.services.data.materialize(
                 self.principal, ref, dest, project=project, progress=progress
             )
+        )
+
+    # -- model registry ----------------------------------------------------------------------
+
+    def register_model(
+        self, name: str, folder: str | os.PathLike[str], **options: Any
+    ) -> ModelVersion:
+        return self.services.registry.register_folder(self.principal, name, Path(folder), **options)
+
+    def get_model_version(self, ref: str, *, project: str) -> ModelVersion:
+        return self.services.registry.get_version(self.principal, ref, project=project)
+
+    def list_models(self, *, project: str) -> list[RegisteredModel]:
+        return self.services.registry.list_models(self.principal, project=project)
+
+    def get_model(self, name: str, *, project: str) -> RegisteredModel:
+        return self.services.registry.get_model(self.principal, name, project=project)
+
+    def model_versions(self, name: str, *, project: str) -> list[ModelVersion]:
+        return self.services.registry.versions(self.principal, name, project=project)
+
+    def set_model_alias(self, name: str, alias: str, version: int, *, project: str) -> ModelVersion:
+        return self.services.registry.set_alias(
+            self.principal, name, alias, version, project=project
+        )
+
+    def delete_model_alias(self, name: str, alias: str, *, project: str) -> None:
+        self.services.registry.delete_alias(self.principal, name, alias, project=project)
+
+    def set_model_policy(
+        self,
+        name: str,
+        policy: Mapping[str, Any] | None,
+        protected: list[str] | None,
+        *,
+        project: str,
+    ) -> RegisteredModel:
+        return self.services.registry.set_policy(
+            self.principal, name, policy, protected=protected, project=project
+        )
+
+    def update_model_card(
+        self, ref: str, fields: Mapping[str, str], *, project: str
+    ) -> ModelVersion:
+        return self.services.registry.update_card(self.principal, ref, fields, project=project)
+
+    def model_lineage(self, ref: str, *, project: str) -> ModelLineage:
+        return self.services.registry.lineage(self.principal, ref, project=project)
+
+    def fetch_model(self, ref: str, *, project: str) -> tuple[ModelVersion, str, dict[str, Any]]:
+        version, folder, info = self.services.registry.fetch(self.principal, ref, project=project)
+        return version, str(folder), info
+
+    def create_signing_key(self, *, project: str, required: bool) -> str:
+        return self.services.registry.create_signing_key(
+            self.principal, project=project, required=required
         )
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from mlplane.client.transport import Transport
 from mlplane.config import Settings
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
 from mlplane.gc import GcReport
+from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
     ArtifactInfo,
@@ -77,6 +78,7 @@ class HttpTransport(Transport):
     def __init__(self, settings: Settings) -> None:
         assert settings.uri is not None
         self.base = settings.uri.rstrip("/")
+        self._settings_home = settings.home
         self.retry_max_s = settings.retry_max_s
         headers = {"User-Agent": "mlplane-python"}
         if settings.token is not None:
@@ -428,6 +430,107 @@ class HttpTransport(Transport):
     def collect_garbage(self, *, grace_s: float | None, dry_run: bool) -> GcReport:
         return GcReport(**self._call("POST", "/gc", json={"grace_s": grace_s, "dry_run": dry_run}))
 
+    # -- model registry ----------------------------------------------------------------------
+
+    def register_model(
+        self, name: str, folder: str | os.PathLike[str], **options: Any
+    ) -> ModelVersion:
+        """Upload a version folder as a tar stream; the server scans and stores it."""
+        headers = {"Content-Type": "application/x-tar", "Mlplane-Options": _b64json(options)}
+        url = f"/models/{quote(name, safe='')}/versions"
+        resp = self._http.post(
+            url, content=_tar_stream(Path(folder), None), headers=headers, timeout=None
+        )
+        if resp.status_code >= 400:
+            raise _error_from(resp)
+        return codec.model_version(orjson.loads(resp.content))
+
+    def get_model_version(self, ref: str, *, project: str) -> ModelVersion:
+        out = self._call("GET", f"/model-versions/{_mref(ref)}", params={"project": project})
+        return codec.model_version(out)
+
+    def list_models(self, *, project: str) -> list[RegisteredModel]:
+        out = self._call("GET", "/models", params={"project": project})
+        return [codec.registered_model(m) for m in out["models"]]
+
+    def get_model(self, name: str, *, project: str) -> RegisteredModel:
+        out = self._call("GET", f"/models/{quote(name, safe='')}", params={"project": project})
+        return codec.registered_model(out)
+
+    def model_versions(self, name: str, *, project: str) -> list[ModelVersion]:
+        url = f"/models/{quote(name, safe='')}/versions"
+        out = self._call("GET", url, params={"project": project})
+        return [codec.model_version(v) for v in out["versions"]]
+
+    def set_model_alias(self, name: str, alias: str, version: int, *, project: str) -> ModelVersion:
+        url = f"/models/{quote(name, safe='')}/aliases/{quote(alias, safe='')}"
+        out = self._call("PUT", url, json={"version": version}, params={"project": project})
+        return codec.model_version(out)
+
+    def delete_model_alias(self, name: str, alias: str, *, project: str) -> None:
+        url = f"/models/{quote(name, safe='')}/aliases/{quote(alias, safe='')}"
+        self._call("DELETE", url, params={"project": project})
+
+    def set_model_policy(
+        self,
+        name: str,
+        policy: Mapping[str, Any] | None,
+        protected: list[str] | None,
+        *,
+        project: str,
+    ) -> RegisteredModel:
+        url = f"/models/{quote(name, safe='')}/policy"
+        body = {"policy": dict(policy) if policy is not None else None, "protected": protected}
+        return codec.registered_model(
+            self._call("PUT", url, json=body, params={"project": project})
+        )
+
+    def update_model_card(
+        self, ref: str, fields: Mapping[str, str], *, project: str
+    ) -> ModelVersion:
+        url = f"/model-versions/{_mref(ref)}/card"
+        out = self._call("PATCH", url, json=dict(fields), params={"project": project})
+        return codec.model_version(out)
+
+    def model_lineage(self, ref: str, *, project: str) -> ModelLineage:
+        url = f"/model-versions/{_mref(ref)}/lineage"
+        return codec.model_lineage(self._call("GET", url, params={"project": project}))
+
+    def fetch_model(self, ref: str, *, project: str) -> tuple[ModelVersion, str, dict[str, Any]]:
+        """Download the files into the local model cache and check every SHA-256 here too."""
+        from mlplane.registry import integrity
+
+        version = self.get_model_version(ref, project=project)
+        root = self._settings_home / "cache" / "models" / version.manifest_sha256
+        if not (root / ".complete").exists():
+            tmp = root.with_name(f".tmp-{os.getpid()}-{random.getrandbits(32):08x}")
+            for f in version.files:
+                url = f"/model-versions/{_mref(version.ref)}/files/{quote(f.path)}"
+                target = tmp / f.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with self._http.stream("GET", url, params={"project": project}) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise _error_from(resp)
+                    with open(target, "wb") as fh:
+                        for chunk in resp.iter_bytes(1024 * 1024):
+                            fh.write(chunk)
+            (tmp / ".complete").touch()
+            try:
+                tmp.rename(root)
+            except OSError:
+                if not (root / ".complete").exists():
+                    raise
+        integrity.verify_files(root, version.files, version.ref)
+        meta = orjson.loads((root / "mlplane-model.json").read_bytes())
+        return version, str(root), dict(meta.get("info") or {})
+
+    def create_signing_key(self, *, project: str, required: bool) -> str:
+        out = self._call(
+            "POST", "/signing-keys", json={"required": required}, params={"project": project}
+        )
+        return str(out["key_id"])
+
     def close(self) -> None:
         self._http.close()
 
@@ -496,3 +599,11 @@ class _Progress:
         if self._progress and data:
             self._progress(len(data))
         return data
+
+
+def _mref(ref: str) -> str:
+    """A model reference as one path segment: ``name@selector``."""
+    from mlplane.registry import uri
+
+    name, selector = uri.parse(ref)
+    return quote(f"{name}@{selector}", safe="@")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
 from mlplane.gc import GcReport
+from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -195,6 +197,59 @@ class Transport(abc.ABC):
         project: str,
         progress: Callable[[int], None] | None = None,
     ) -> str: ...
+
+    # -- model registry ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_model(
+        self, name: str, folder: str | os.PathLike[str], **options: Any
+    ) -> ModelVersion:
+        """Register a version folder (see :meth:`RegistryService.register_folder`)."""
+
+    @abc.abstractmethod
+    def get_model_version(self, ref: str, *, project: str) -> ModelVersion: ...
+
+    @abc.abstractmethod
+    def list_models(self, *, project: str) -> list[RegisteredModel]: ...
+
+    @abc.abstractmethod
+    def get_model(self, name: str, *, project: str) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def model_versions(self, name: str, *, project: str) -> list[ModelVersion]: ...
+
+    @abc.abstractmethod
+    def set_model_alias(
+        self, name: str, alias: str, version: int, *, project: str
+    ) -> ModelVersion: ...
+
+    @abc.abstractmethod
+    def delete_model_alias(self, name: str, alias: str, *, project: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_model_policy(
+        self,
+        name: str,
+        policy: Mapping[str, Any] | None,
+        protected: list[str] | None,
+        *,
+        project: str,
+    ) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def update_model_card(
+        self, ref: str, fields: Mapping[str, str], *, project: str
+    ) -> ModelVersion: ...
+
+    @abc.abstractmethod
+    def model_lineage(self, ref: str, *, project: str) -> ModelLineage: ...
+
+    @abc.abstractmethod
+    def fetch_model(self, ref: str, *, project: str) -> tuple[ModelVersion, str, dict[str, Any]]:
+        """The version, a local folder holding its verified files, and the flavor info."""
+
+    @abc.abstractmethod
+    def create_signing_key(self, *, project: str, required: bool) -> str: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -23,6 +23,7 @@ def load_all_tables() -> MetaData:
     from mlplane.blobs import tables as _blobs  # noqa: F401
     from mlplane.datasets import tables as _data  # noqa: F401
     from mlplane.projects import tables as _projects  # noqa: F401
+    from mlplane.registry import tables as _registry  # noqa: F401
     from mlplane.security import tables as _security  # noqa: F401
     from mlplane.tracking import tables as _tracking  # noqa: F401
 

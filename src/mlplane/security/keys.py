@@ -130,6 +130,11 @@ class KeyRing:
         key = secrets.token_bytes(KEY_BYTES)
         return key, version, aes_key_wrap(master, key)
 
+    def wrap(self, secret: bytes) -> tuple[int, bytes]:
+        """Wrap a secret of our own (e.g. a signing key) under the current master key."""
+        version, master = self._provider.current()
+        return version, aes_key_wrap(master, secret)
+
     def derive(self, purpose: str) -> bytes:
         """A 32-byte secret for one purpose (e.g. a project's PII pseudonyms), derived from
         the first master key with HKDF-SHA256, so it stays stable when the master key rotates."""

@@ -17,7 +17,7 @@ from mlplane.config import Settings, load_settings
 from mlplane.db.migrate import HEAD_REVISION, current_revision
 from mlplane.server import errors
 from mlplane.server.observability import Metrics, MetricsMiddleware
-from mlplane.server.routers import datasets, tracking
+from mlplane.server.routers import datasets, models, tracking
 from mlplane.services import Services
 
 log = logging.getLogger("mlplane.server")
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(tracking.router)
     app.include_router(datasets.router)
+    app.include_router(models.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -1,0 +1,98 @@
+"""Everything registration makes before it stores: files, signature, ONNX, environment, scan."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplane.registry import integrity
+from mlplane.registry.entities import ModelFile
+from mlplane.registry.export import to_onnx
+from mlplane.registry.flavors import detect
+from mlplane.registry.scan import ScanReport, scan_path
+from mlplane.registry.signature import Signature, infer_signature, to_frame
+
+EXAMPLE_FILE = "input_example.parquet"
+LOCK_FILE = "requirements.lock"
+META_FILE = "mlplane-model.json"
+"""What a version folder says about itself: flavor, save info, signature, ONNX, environment."""
+
+
+@dataclass
+class Built:
+    flavor: str
+    info: dict[str, Any]
+    signature: Signature | None
+    onnx: dict[str, Any] | None
+    environment: dict[str, Any]
+    scan: ScanReport
+    files: list[ModelFile]
+
+
+def write_folder(model: Any, folder: Path, input_example: Any) -> None:
+    """Save ``model`` into ``folder`` with everything a version carries (no scan yet)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flavor = detect(model)
+    info = flavor.save(model, folder / "model")
+    signature = onnx = None
+    if input_example is not None:
+        frame = to_frame(input_example, None)
+        output = flavor.predict(model, frame)
+        signature = infer_signature(frame, output)
+        frame.to_parquet(folder / EXAMPLE_FILE, index=False)
+        onnx = to_onnx(model, flavor, frame, folder / "onnx")
+    env = environment()
+    (folder / LOCK_FILE).write_text(
+        f"# python {env['python']}\n" + "".join(f"{n}=={v}\n" for n, v in env["packages"].items())
+    )
+    meta = {
+        "flavor": flavor.name,
+        "info": info,
+        "signature": json.loads(signature.to_json()) if signature is not None else None,
+        "onnx": onnx,
+        "environment": env,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+
+
+def read_folder(folder: Path) -> Built:
+    """Describe a version folder (made by :func:`write_folder`, possibly elsewhere) and scan
+    every file in it: what the folder claims is checked, never trusted."""
+    from mlplane.errors import InvalidInput
+    from mlplane.registry.flavors import get
+
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        flavor = get(str(meta["flavor"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"not a model version folder ({META_FILE} unreadable: {exc})") from None
+    sig = meta.get("signature")
+    return Built(
+        flavor=flavor.name,
+        info=dict(meta.get("info") or {}),
+        signature=Signature.from_json(json.dumps(sig)) if sig else None,
+        onnx=meta.get("onnx"),
+        environment=dict(meta.get("environment") or {}),
+        scan=scan_path(folder),
+        files=integrity.list_files(folder),
+    )
+
+
+def environment() -> dict[str, Any]:
+    """The interpreter and the exact version of every installed distribution."""
+    packages: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if "Name" in dist.metadata else None
+        if name:
+            packages[name.lower()] = dist.version
+    return {
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "platform": platform.platform(),
+        "packages": dict(sorted(packages.items())),
+    }

@@ -1,0 +1,73 @@
+"""``mlplane models …`` end to end on the embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+import mlplane
+from tests.cli.helpers import Invoke
+
+
+def _model() -> tuple[LogisticRegression, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    y = (x["a"] > x["b"]).astype(int)
+    return LogisticRegression().fit(x, y), x
+
+
+def test_registry_commands(cli: Invoke, tmp_path: Path) -> None:
+    model, x = _model()
+    mlplane.registry.register("fraud", model, input_example=x[:5], metrics={"auc": 0.95})
+    mlplane.registry.register("fraud", model, input_example=x[:5], metrics={"auc": 0.80})
+    listed = json.loads(cli("models", "ls", "--json").stdout)
+    assert [(m["name"], m["latest_version"]) for m in listed] == [("fraud", 2)]
+    assert "fraud" in cli("models", "ls").output
+    shown = cli("models", "show", "fraud@1")
+    assert shown.exit_code == 0 and "safe" in shown.output and "SHA-256" in shown.output
+    assert cli("models", "policy", "fraud", "--rule", "auc >= 0.9").exit_code == 0
+    refused = cli("models", "promote", "fraud", "2", "--to", "champion")
+    assert refused.exit_code == 1 and "auc >= 0.9 fails" in refused.output
+    assert cli("models", "promote", "fraud", "1", "--to", "champion").exit_code == 0
+    versions = json.loads(cli("models", "versions", "fraud", "--json").stdout)
+    assert [v["aliases"] for v in versions] == [[], ["champion"]]
+    card = cli("models", "card", "fraud@champion", "--set", "limitations=Synthetic data only.")
+    assert card.exit_code == 0 and "Synthetic data only." in card.output
+    html = tmp_path / "card.html"
+    assert cli("models", "card", "fraud@1", "--html", "-o", str(html)).exit_code == 0
+    assert "<h1>Model card: fraud@1</h1>" in html.read_text()
+    lineage = cli("models", "lineage", "fraud@1", "--json")
+    assert json.loads(lineage.stdout)["version"]["version"] == 1
+    onnx = tmp_path / "m.onnx"
+    exported = cli("models", "export", "fraud@1", "--format", "onnx", "-o", str(onnx), "--json")
+    assert exported.exit_code == 0, exported.output
+    assert onnx.stat().st_size > 0
+    bundle = tmp_path / "bundle"
+    packed = cli("models", "package", "fraud@champion", "--out", str(bundle), "--k8s")
+    assert packed.exit_code == 0, packed.output
+    assert (bundle / "Dockerfile").exists() and (bundle / "k8s" / "deployment.yaml").exists()
+    assert cli("models", "show", "nope@1").exit_code == 1
+
+
+class _Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("echo pwned",))
+
+
+def test_scan_exit_codes(cli: Invoke, tmp_path: Path) -> None:
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps(_Evil()))
+    assert cli("models", "scan", str(good)).exit_code == 0
+    out = cli("models", "scan", str(bad))
+    assert out.exit_code == 1 and "system" in out.output
+    report = json.loads(cli("models", "scan", str(bad), "--json").stdout)
+    assert report["verdict"] == "unsafe"
+    assert cli("models", "scan", str(tmp_path / "missing.pkl")).exit_code == 1
