@@ -108,6 +108,7 @@ def test_aliases_and_protected_promotion(svc: Services) -> None:
     svc.registry.set_alias(ME, "fraud", "champion", 3)
     with pytest.raises(Conflict, match="does not beat the current version 3"):
         svc.registry.set_alias(ME, "fraud", "champion", 1)
+    assert "model.alias.refused" in _audit(svc)
     contributor = Principal(name="dev", roles={"default": "contributor"})
     with pytest.raises(PermissionDenied):
         svc.registry.set_alias(contributor, "fraud", "champion", 3)

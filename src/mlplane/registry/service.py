@@ -12,11 +12,11 @@ Ed25519 signature when the project has a key, are checked on every load.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -566,6 +566,7 @@ class RegistryService(VersionsMixin):
                 )
             row = self._version_row(s, model, str(version))
             candidate = version_entity(s, model, row, project)
+            refused: tuple[int, list[str]] | None = None
             if protected:
                 holder = s.scalar(
                     select(ModelAliasRow.version).where(
@@ -581,28 +582,39 @@ class RegistryService(VersionsMixin):
                     policy_mod.parse_policy(model.policy), candidate, current
                 )
                 if problems:
-                    raise Conflict(
-                        f"{name}@{version} may not become {alias!r}: " + "; ".join(problems)
+                    refused = (proj.id, problems)
+            if refused is None:
+                s.merge(
+                    ModelAliasRow(
+                        model_id=model.id,
+                        alias=alias,
+                        version=row.version,
+                        updated_at=now_ms(),
+                        updated_by=p.name,
                     )
-            s.merge(
-                ModelAliasRow(
-                    model_id=model.id,
-                    alias=alias,
-                    version=row.version,
-                    updated_at=now_ms(),
-                    updated_by=p.name,
                 )
-            )
+                self._guard.audit(
+                    s,
+                    p,
+                    "model.alias.set",
+                    f"model/{name}@{alias}",
+                    proj.id,
+                    details={"version": row.version, "protected": protected},
+                )
+                s.flush()
+                return version_entity(s, model, row, project)
+        # A refused promotion is an audit event too, in its own transaction.
+        project_id, problems = refused
+        with self._guard.unit(write=True) as s:
             self._guard.audit(
                 s,
                 p,
-                "model.alias.set",
+                "model.alias.refused",
                 f"model/{name}@{alias}",
-                proj.id,
-                details={"version": row.version, "protected": protected},
+                project_id,
+                details={"version": version, "problems": problems},
             )
-            s.flush()
-            return version_entity(s, model, row, project)
+        raise Conflict(f"{name}@{version} may not become {alias!r}: " + "; ".join(problems))
 
     def delete_alias(
         self, p: Principal, name: str, alias: str, *, project: str = projects.DEFAULT_PROJECT
