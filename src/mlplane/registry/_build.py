@@ -38,10 +38,16 @@ def write_folder(model: Any, folder: Path, input_example: Any) -> None:
     """Save ``model`` into ``folder`` with everything a version carries (no scan yet)."""
     folder.mkdir(parents=True, exist_ok=True)
     flavor = detect(model)
-    info = flavor.save(model, folder / "model")
     signature = onnx = None
-    if input_example is not None:
-        frame = to_frame(input_example, None)
+    frame = None
+    if input_example is not None and getattr(input_example, "ndim", 2) > 2:
+        # A tensor example (images, sequences): signature from the array itself.
+        info = flavor.save(model, folder / "model", input_example=input_example)
+        signature = infer_signature(input_example, flavor.predict(model, input_example))
+    else:
+        frame = to_frame(input_example, None) if input_example is not None else None
+        info = flavor.save(model, folder / "model", input_example=frame)
+    if frame is not None:
         output = flavor.predict(model, frame)
         signature = infer_signature(frame, output)
         frame.to_parquet(folder / EXAMPLE_FILE, index=False)
@@ -53,7 +59,7 @@ def write_folder(model: Any, folder: Path, input_example: Any) -> None:
     meta = {
         "flavor": flavor.name,
         "info": info,
-        "signature": json.loads(signature.to_json()) if signature is not None else None,
+        "signature": signature.to_dict() if signature is not None else None,
         "onnx": onnx,
         "environment": env,
     }
