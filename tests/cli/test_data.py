@@ -40,7 +40,9 @@ def test_add_ls_show_get_tag(cli: Invoke, tmp_path: Path) -> None:
     got = cli("data", "get", "transactions@1", str(tmp_path / "out"))
     assert got.exit_code == 0, got.output
     assert (tmp_path / "out" / "README.md").read_text() == "transactions\n"
-    as_json = json.loads(cli("data", "get", "transactions@2", str(tmp_path / "o2"), "--json").stdout)
+    as_json = json.loads(
+        cli("data", "get", "transactions@2", str(tmp_path / "o2"), "--json").stdout
+    )
     assert as_json["version"]["version"] == 2 and as_json["path"] == str(tmp_path / "o2")
 
     assert cli("data", "tag", "transactions@1", "prod").exit_code == 0

@@ -221,6 +221,19 @@ def nested_zip(payload: bytes) -> bytes:
     return out.getvalue()
 
 
+def tar_gz(payload: bytes) -> bytes:
+    """A ``model.tar.gz`` as model hubs ship them, the pickle beside a config."""
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tf:
+        for name, data in (("code/config.json", b"{}"), ("model.pkl", payload)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 class Reduce:
     """An object whose ``__reduce__`` returns ``(fn, args)``: what attackers pickle."""
 
@@ -254,6 +267,29 @@ def joblib_after_array(compress: int = 0) -> bytes:
     weights = np.linspace(0, 1, 4096)
     joblib.dump({"weights": weights, "hook": Reduce(os.system, SHELL)}, out, compress=compress)
     return out.getvalue()
+
+
+def joblib_polyglot() -> bytes:
+    """Harmless to ``joblib.load`` (the payload is uint8 array data), not to ``pickle.load``.
+
+    A joblib array wrapper without alignment padding, whose raw bytes are
+    opcodes: joblib reads them as the array, pickle parses and runs them.
+    """
+    hidden = proto0_global()[:-1]  # GLOBAL os.system, args, REDUCE (no STOP)
+    dtype = call(glob("numpy", "dtype"), "u1", ops(b"\x89"), ops(b"\x88")) + arg(
+        (3, "|", ops(b"N"), ops(b"N"), ops(b"N"), -1, -1, 0)
+    )
+    state = (
+        EMPTY_DICT + MARK
+        + s("subclass") + glob("numpy", "ndarray")
+        + s("shape") + arg((len(hidden),))
+        + s("order") + s("C")
+        + s("dtype") + dtype + BUILD
+        + s("allow_mmap") + b"\x89"
+        + b"u"
+    )  # fmt: skip
+    wrapper = glob("joblib.numpy_pickle", "NumpyArrayWrapper") + EMPTY_TUPLE + b"\x81"
+    return PROTO4 + wrapper + state + BUILD + hidden + STOP
 
 
 @dataclass(frozen=True)
@@ -309,6 +345,10 @@ MALICIOUS: list[Payload] = [
             "unsafe", ("posix.system",)),
     Payload("joblib, zlib-compressed", "compressed.joblib", lambda: joblib_after_array(3),
             "unsafe", ("posix.system",)),
+    Payload("tar.gz model archive", "model.tar.gz", lambda: tar_gz(os_system()), "unsafe",
+            ("os.system",)),
+    Payload("joblib array bytes that are opcodes", "polyglot.joblib", joblib_polyglot,
+            "unsafe", ("os.system",)),
     Payload("unknown callable", "unknown.pkl", unknown_callable, "unknown",
             ("mypackage.helpers.do_things",)),
 ]  # fmt: skip
@@ -325,11 +365,16 @@ def _xy(n: int = 300, d: int = 8, seed: int = 0) -> tuple[Any, Any]:
     return x, (x[:, 0] + x[:, 1] > 0).astype(int)
 
 
-def sklearn_forest(n_estimators: int = 10, n: int = 300) -> Any:
+def sklearn_forest(n_estimators: int = 10, n: int = 300, *, noisy: bool = False) -> Any:
+    """A random forest; ``noisy`` labels grow full-depth trees (a big model file)."""
+    import numpy as np
     from sklearn.ensemble import RandomForestClassifier
 
     x, y = _xy(n)
-    return RandomForestClassifier(n_estimators=n_estimators, random_state=0).fit(x, y)
+    if noisy:
+        y = np.random.default_rng(1).integers(0, 2, n)
+    model = RandomForestClassifier(n_estimators=n_estimators, random_state=0, n_jobs=2)
+    return model.fit(x, y)
 
 
 def sklearn_pipeline() -> Any:

@@ -38,7 +38,7 @@ def test_registry_over_http(server) -> None:  # type: ignore[no-untyped-def]
     loaded = mlplane.registry.load(f"models:/{name}/1")
     assert (loaded.predict(x) == model.predict(x)).all()
     mlplane.registry.set_policy(name, {"rules": ["acc >= 0.99"]})
-    with pytest.raises(Conflict, match="acc >= 0.99 fails"):
+    with pytest.raises(Conflict, match=r"acc >= 0\.99 fails"):
         mlplane.registry.set_alias(name, "champion", 1)
     mlplane.registry.set_alias(name, "staging", 1)
     assert mlplane.registry.get(f"{name}@staging").version == 1

@@ -103,6 +103,35 @@ def test_archives_nested_past_the_limit_are_unknown() -> None:
     assert any("too deep" in f.reason for f in report.findings)
 
 
+def test_tar_archives_plain_or_compressed_are_opened(tmp_path: Path) -> None:
+    import gzip
+    import tarfile
+
+    data = pl.tar_gz(pl.os_system())
+    plain = gzip.decompress(data)
+    for name, blob in (("m.tar.gz", data), ("m.tar", plain)):
+        report = scan_bytes(blob, name=name)
+        assert report.verdict == "unsafe", (name, report.summary())
+        assert "os.system" in report.imports[f"{name}::model.pkl"]
+        (tmp_path / name).write_bytes(blob)
+        assert scan_path(tmp_path / name).verdict == "unsafe"
+    assert tarfile.is_tarfile(tmp_path / "m.tar")
+    report = scan_bytes(gzip.compress(pl.os_system()), name="model.pkl.gz")
+    assert report.imports == {"model.pkl.gz": ["os.system"]}
+
+
+def test_what_cannot_be_read_is_unknown_not_safe() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", pl.os_system())
+    data = bytearray(out.getvalue())
+    for at in (8, data.rfind(b"PK\x01\x02") + 10):  # compression method: 99, unsupported
+        data[at : at + 2] = (99).to_bytes(2, "little")
+    report = scan_bytes(bytes(data), name="odd.pt")
+    assert report.verdict == "unknown", report.summary()
+    assert any("could not be scanned" in f.reason for f in report.findings)
+
+
 def test_a_payload_after_a_joblib_array_is_found_even_compressed() -> None:
     for compress in (0, 3):
         data = pl.joblib_after_array(compress)

@@ -93,7 +93,7 @@ def environment() -> dict[str, Any]:
     """The interpreter and the exact version of every installed distribution."""
     packages: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] if "Name" in dist.metadata else None
+        name = dist.name  # the distribution's own name (Name in its metadata)
         if name:
             packages[name.lower()] = dist.version
     return {

@@ -37,6 +37,7 @@ whose type comes from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def save_model(
 
 
 def load_model(
-    folder: Path, info: dict[str, Any], signature: Signature | None = None
+    folder: Path, info: Mapping[str, Any], signature: Signature | None = None
 ) -> PyFuncModel:
     """Load what :func:`save_model` wrote, wrapped for uniform prediction."""
     flavor = get(str(info["flavor"]))

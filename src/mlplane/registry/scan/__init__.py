@@ -20,8 +20,9 @@ How it works:
   including names fetched back from the memo or shuffled with ``POP`` and
   ``DUP``. A ``STACK_GLOBAL`` whose operands are not literal strings is a
   finding itself: benign picklers never build names at load time. Several
-  pickles one after another are all read; joblib's raw array data between
-  them is stepped over as ``joblib.load`` steps over it.
+  pickles one after another are all read; joblib's raw array data is
+  stepped over as ``joblib.load`` steps over it, and also read as opcodes,
+  as ``pickle.load`` would read it, so an array that is a payload is caught.
 * **Imports judged by policy** (``_policy``): a denylist (``os``,
   ``subprocess``, ``builtins.eval``, ``importlib``, ``marshal``, ``types``,
   nested loaders...), then an allowlist of what real models need (containers,
@@ -35,9 +36,9 @@ How it works:
 
 Limits: a scan judges names, not behaviour: an allowed callable that is
 harmful with crafted arguments is not caught, and the allowlist trusts whole
-packages (``sklearn.*``, ``xgboost.*``). A joblib file is read as
-``joblib.load`` reads it; ``pickle.load`` on the same bytes would parse the
-raw array data as opcodes. The copyreg extension registry (``EXT1``-``EXT4``)
+packages (``sklearn.*``, ``xgboost.*``). The second reading of joblib array
+data is done only for uncompressed data (``pickle.load`` cannot read a
+compressed file anyway). The copyreg extension registry (``EXT1``-``EXT4``)
 and ``persistent_load`` ids are resolved by the loader, so they are reported,
 not judged. lz4-compressed joblib files are ``unknown``. TorchScript code and
 Keras Lambda layers are reported ``unknown``, not analysed.

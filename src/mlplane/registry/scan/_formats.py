@@ -14,6 +14,7 @@ import json
 import lzma
 import re
 import struct
+import zipfile
 import zlib
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ PICKLE_EXTS = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".p", ".sav
 # -- first-bytes recognition ---------------------------------------------------------------------
 
 ZIP = "zip"
+TAR = "tar"
 NPY = "npy"
 SAFETENSORS = "safetensors"
 ONNX = "onnx"
@@ -45,11 +47,13 @@ NOT_CODE = "not a code-carrying format"
 
 
 def sniff(head: bytes, name: str, size: int | None) -> str:
-    """The format of a file from its first 64 bytes (and, for ONNX, its name)."""
+    """The format of a file from its first 512 bytes (and, for ONNX, its name)."""
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return ZIP
     if head[:6] == b"\x93NUMPY":
         return NPY
+    if head[257:262] == b"ustar":
+        return TAR
     if len(head) >= 9 and head[8:9] == b"{":
         (header,) = struct.unpack_from("<Q", head)
         if header >= 2 and (size is None or header <= size - 8):
@@ -118,39 +122,49 @@ def decompressed(kind: str, raw: Any) -> io.BufferedIOBase:
     raise ValueError(kind)  # pragma: no cover
 
 
-DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
+DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, zipfile.BadZipFile)
 
 # -- NumPy .npy -----------------------------------------------------------------------------------
+
+
+def npy_header_end(head: bytes) -> int | None:
+    """Where the header of a ``.npy`` file ends (its data starts), from its first 12 bytes."""
+    if head[:6] != b"\x93NUMPY" or len(head) < 12:
+        return None
+    if head[6] == 1:
+        return 10 + int(struct.unpack_from("<H", head, 8)[0])
+    if head[6] in (2, 3):
+        return 12 + int(struct.unpack_from("<I", head, 8)[0])
+    return None
+
+
+# The header as numpy writes it; anything else goes through ast.literal_eval.
+_NPY_SIMPLE = re.compile(
+    r"\{'descr': '([^'\\]*)', 'fortran_order': (?:True|False), 'shape': \(([0-9, ]*)\), \} *\n?"
+)
 
 
 def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
     """The header dict of a ``.npy`` file and where its data starts, or ``None``.
 
-    ``head`` must hold the whole header (the format caps it at a few KiB in
-    practice; up to 64 KiB is read).
+    ``head`` must hold the whole header (up to 64 KiB is read; numpy's are
+    a few hundred bytes).
     """
-    if head[:6] != b"\x93NUMPY" or len(head) < 10:
+    end = npy_header_end(head)
+    if end is None or len(head) < end:
         return None
-    major = head[6]
-    if major == 1:
-        (length,) = struct.unpack_from("<H", head, 8)
-        start = 10
-    elif major in (2, 3):
-        (length,) = struct.unpack_from("<I", head, 8)
-        start = 12
-    else:
-        return None
-    raw = head[start : start + length]
-    if len(raw) != length:
-        return None
+    start = 10 if head[6] == 1 else 12
     try:
-        text = raw.decode("utf-8" if major == 3 else "latin1")
+        text = head[start:end].decode("utf-8" if head[6] == 3 else "latin1")
+        simple = _NPY_SIMPLE.fullmatch(text)
+        if simple:
+            return {"descr": simple.group(1)}, end
         header = ast.literal_eval(text)
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
         return None
     if not isinstance(header, dict) or "descr" not in header:
         return None
-    return header, start + length
+    return header, end
 
 
 def descr_has_object(descr: Any) -> bool:

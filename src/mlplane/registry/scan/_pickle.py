@@ -14,9 +14,12 @@ It is also fast: a hand-written loop over a buffer instead of
 strings, joblib's raw array data) are stepped over, not read, when the source
 is a buffer or a seekable file, so a multi-GB tensor costs nothing.
 
-Limits: the walk reads one interpretation of the stream, the unpickler's. A
-joblib file is read as ``joblib.load`` reads it, raw array bytes skipped; a
-plain ``pickle.load`` of the same file would parse those bytes as opcodes.
+A joblib file has two readings: ``joblib.load`` steps over the raw array
+bytes after each ``NumpyArrayWrapper``, ``pickle.load`` parses them as
+opcodes. The walk follows joblib's, and where the bytes are in a buffer it
+also walks pickle's over each array's bytes, from a copy of the state
+(``shadow``): benign numbers stop parsing within a few bytes, a smuggled
+payload does not.
 """
 
 from __future__ import annotations
@@ -79,6 +82,22 @@ class _Obj:
         self.state: Any = None
 
 
+class _Overlay(dict[int, Any]):
+    """A memo that reads through to another walk's memo, without copying or changing it."""
+
+    __slots__ = ("outer",)
+
+    def __init__(self, outer: dict[int, Any]) -> None:
+        super().__init__()
+        self.outer = outer
+
+    def __missing__(self, key: int) -> Any:
+        return self.outer[key]
+
+
+_State = tuple[list[Any], list[int], dict[int, Any], int]  # stack, marks, memo, memo length
+
+
 @dataclass
 class PickleScan:
     """What the walk found in one stream (one or several pickles one after another).
@@ -91,6 +110,8 @@ class PickleScan:
         error: Why the walk stopped early, if it did.
         error_offset: Where, in bytes from the start of the stream.
         trailing_at: Where data that is not a pickle starts, after the last pickle.
+        shadow: Imports found by reading joblib's raw array data as opcodes, as
+            ``pickle.load`` (not ``joblib.load``) would.
     """
 
     imports: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -100,6 +121,7 @@ class PickleScan:
     error: str | None = None
     error_offset: int = 0
     trailing_at: int | None = None
+    shadow: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
 class Source:
@@ -236,14 +258,13 @@ _K_PUT = 2  # BINPUT, LONG_BINPUT
 _K_GET = 3  # BINGET, LONG_BINGET
 _K_MARK = 4
 _K_ANY = 5  # fixed-size argument, pushes a value we do not track
-_K_INT1 = 6
+_K_INT = 6  # BININT1, BININT2, BININT
 _K_TUPLEN = 7  # TUPLE1-3
 _K_EMPTY = 8  # EMPTY_TUPLE, EMPTY_LIST, EMPTY_DICT, EMPTY_SET
 _K_FILL = 9  # APPENDS, SETITEMS, ADDITEMS
 _K_ADD1 = 10  # APPEND, SETITEM
 _K_BYTES1 = 11  # SHORT_BINBYTES
 _K_LEN4 = 12  # BINBYTES, BINUNICODE, BINSTRING
-_K_INT = 13  # BININT2, BININT
 _K_TUPLE = 14
 _K_REDUCE = 15
 _K_BUILD = 16
@@ -268,14 +289,13 @@ for _ops, _kind in (
     (b"hj", _K_GET),
     (b"(", _K_MARK),
     (b"GN\x88\x89", _K_ANY),
-    (b"K", _K_INT1),
+    (b"KMJ", _K_INT),
     (b"\x85\x86\x87", _K_TUPLEN),
     (b")]}\x8f", _K_EMPTY),
     (b"eu\x90", _K_FILL),
     (b"as", _K_ADD1),
     (b"C", _K_BYTES1),
     (b"BXT", _K_LEN4),
-    (b"MJ", _K_INT),
     (b"t", _K_TUPLE),
     (b"R", _K_REDUCE),
     (b"b", _K_BUILD),
@@ -318,6 +338,7 @@ class _Walker:
         self.src = src
         self.out = out
         self.globals: dict[tuple[str, str], _Global] = {}
+        self.shadow = False  # walking joblib array data the way pickle.load would
 
     # -- the stream ---------------------------------------------------------------------------
 
@@ -351,7 +372,11 @@ class _Walker:
 
     # -- one pickle ---------------------------------------------------------------------------
 
-    def one(self) -> None:
+    def one(self, seed: _State | None = None) -> None:
+        """Walk one pickle, up to its STOP; ``seed`` starts from a copy of another walk's state.
+
+        One loop, one branch per opcode class, the most frequent first, for speed.
+        """
         src = self.src
         out = self.out
         kinds = _KIND
@@ -360,8 +385,11 @@ class _Walker:
         stack: list[Any] = []
         marks: list[int] = []
         memo: dict[int, Any] = {}
+        keep_all = True  # every memo entry kept, so a missing one is an error
         mlen = 0  # the memo's length once entries are no longer all kept
-        keep_all = True
+        if seed is not None:  # another walk's state: lenient, missing entries are unknown
+            stack, marks, memo, mlen = seed
+            keep_all = False
         used_put = False
         ANY = _ANY
         Obj = _Obj
@@ -424,6 +452,16 @@ class _Walker:
                         stack.append(memo[index])
                     except KeyError:
                         stack.append(self.missing(index, keep_all, src.base + pos))
+                elif k == _K_INT:
+                    if op == 0x4B:  # BININT1
+                        stack.append(buf[pos])
+                        pos += 1
+                    elif op == 0x4A:  # BININT
+                        stack.append(i4(buf, pos)[0])
+                        pos += 4
+                    else:  # BININT2
+                        stack.append(buf[pos] | buf[pos + 1] << 8)
+                        pos += 2
                 elif k == _K_LEN4:
                     if op == 0x54:  # BINSTRING has a signed length
                         size = i4(buf, pos)[0]
@@ -459,16 +497,6 @@ class _Walker:
                 elif k == _K_ANY:
                     pos += arglen[op]
                     stack.append(ANY)
-                elif k == _K_INT1:
-                    stack.append(buf[pos])
-                    pos += 1
-                elif k == _K_INT:
-                    if op == 0x4D:  # BININT2
-                        stack.append(buf[pos] | buf[pos + 1] << 8)
-                        pos += 2
-                    else:
-                        stack.append(i4(buf, pos)[0])
-                        pos += 4
                 elif k == _K_MARK:
                     marks.append(len(stack))
                 elif k == _K_TUPLEN:
@@ -530,7 +558,8 @@ class _Walker:
                             target.state = state
                             if fn.key == _JOBLIB_WRAPPER:
                                 src.pos = pos
-                                self.joblib_array(state)
+                                state_now = (stack, marks, memo, len(memo) if keep_all else mlen)
+                                self.joblib_array(state, state_now)
                                 buf, pos, lim = src.buf, src.pos, src.lim
                     elif type(target) is _Global:
                         out.imports[target.key].add("BUILD")
@@ -696,11 +725,14 @@ class _Walker:
 
     # -- joblib --------------------------------------------------------------------------------
 
-    def joblib_array(self, state: Any) -> None:
+    def joblib_array(self, state: Any, outer: _State) -> None:
         """Step over the array data that joblib writes after a ``NumpyArrayWrapper``.
 
         ``joblib.load`` reads those bytes itself (``read_array``): raw data, or
         for an object dtype a nested pickle, which is walked like any other.
+        ``pickle.load`` of the same file would parse the raw data as opcodes
+        instead, so that reading is walked too, from a copy of the state
+        (``outer``), into ``out.shadow``; benign data stops parsing at once.
         """
         src = self.src
         if type(state) is not dict:
@@ -716,13 +748,30 @@ class _Walker:
             nested.globals = self.globals
             nested.one()
             return
-        if state.get(b"numpy_array_alignment_bytes") not in (None, _ANY):
-            padding = src.take(1)[0]
-            src.skip(padding)
         count = 1
         for d in shape:
             count *= d
+        aligned = state.get(b"numpy_array_alignment_bytes") not in (None, _ANY)
+        if src.file is None and not self.shadow:  # a buffer: the other reading costs nothing
+            self.shadow_walk(src.pos, src.pos + count * size + (256 if aligned else 0), outer)
+        if aligned:
+            padding = src.take(1)[0]
+            src.skip(padding)
         src.skip(count * size)
+
+    def shadow_walk(self, start: int, end: int, outer: _State) -> None:
+        stack, marks, memo, mlen = outer
+        src = self.src
+        region = Source(src.buf, start=start, end=min(end, src.n))
+        region.base = src.base
+        shadow = _Walker(region, PickleScan())
+        shadow.shadow = True
+        try:
+            shadow.one((list(stack), list(marks), _Overlay(memo), mlen))
+        except Malformed:
+            pass
+        for key, ops in shadow.out.imports.items():
+            self.out.shadow.setdefault(key, set()).update(ops)
 
 
 def _itemsize(dtype: Any) -> int | None:

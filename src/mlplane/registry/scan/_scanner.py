@@ -6,6 +6,7 @@ import contextlib
 import mmap
 import os
 import shutil
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from mlplane.registry.scan._policy import judge, judge_partial
 from mlplane.registry.scan._report import Finding, ScanReport, Verdict, worst
 
 MAX_DEPTH = 4  # archives inside archives, decompressed streams included
-_HEAD = 64
+_HEAD = 512  # enough for a tar header
 _SMALL = 1 << 20  # files and compressed members up to this size are read into memory
 _NPY_HEAD = 1 << 16
 _SCHEMA_CAP = 256 << 20
@@ -40,13 +41,16 @@ class _Unit:
     end: int = 0
     opener: Callable[[], Any] | None = None  # a readable binary file object
     size: int | None = None
+    cached: bytes | None = None  # the first bytes of a stream, read once
 
     def head(self, count: int = _HEAD) -> bytes:
         if self.buf is not None:
             return bytes(self.buf[self.start : min(self.end, self.start + count)])
-        assert self.opener is not None
-        with self.opener() as f:
-            return _read_exactly(f, count)
+        if self.cached is None or len(self.cached) < count:
+            assert self.opener is not None
+            with self.opener() as f:
+                self.cached = _read_exactly(f, max(count, _HEAD))
+        return self.cached[:count]
 
     @contextlib.contextmanager
     def source(self, offset: int = 0) -> Iterator[Source]:
@@ -102,6 +106,12 @@ class _Scan:
     # -- dispatch ---------------------------------------------------------------------------------
 
     def unit(self, u: _Unit, depth: int) -> None:
+        try:
+            self.dispatch(u, depth)
+        except Exception as exc:  # fail closed: what cannot be read is not passed as safe
+            self.add(u.label, "", "", "unknown", f"could not be scanned: {exc!r}")
+
+    def dispatch(self, u: _Unit, depth: int) -> None:
         if u.size == 0:
             self.add(u.label, "", "", "safe", f"empty file: {fmt.NOT_CODE}")
             return
@@ -109,6 +119,8 @@ class _Scan:
         kind = fmt.sniff(head, u.name, u.size)
         if kind == fmt.ZIP:
             self.archive(u, depth)
+        elif kind == fmt.TAR:
+            self.tar(u, depth)
         elif kind == fmt.NPY:
             self.npy(u)
         elif kind in fmt.SAFE_NOTES:
@@ -146,6 +158,15 @@ class _Scan:
         for module_or_none, name_or_none in res.partial:
             verdict, reason = judge_partial(module_or_none, name_or_none)
             self.add(label, module_or_none or "?", name_or_none or "?", verdict, reason)
+        for module, name in res.shadow:
+            verdict, reason = judge(module, name)
+            if verdict == "unsafe":  # benign array bytes never spell a denied import
+                self.imports[label] = sorted({*self.imports[label], f"{module}.{name}"})
+                reason += (
+                    " (hidden in joblib array data: runs when the file is read with pickle.load"
+                    " instead of joblib.load)"
+                )
+                self.add(label, module, name, verdict, reason)
         for module, name, verdict, reason in res.issues:
             self.add(label, module, name, verdict, reason)
         if res.error is not None:
@@ -166,7 +187,11 @@ class _Scan:
     # -- formats ----------------------------------------------------------------------------------
 
     def npy(self, u: _Unit) -> None:
-        parsed = fmt.npy_header(u.head(_NPY_HEAD))
+        head = u.head()
+        end = fmt.npy_header_end(head)
+        if end is not None and end > len(head):
+            head = u.head(min(end, _NPY_HEAD))
+        parsed = fmt.npy_header(head)
         if parsed is None:
             self.add(u.label, "", "", "unknown", "NumPy file with an unreadable header")
             return
@@ -192,15 +217,50 @@ class _Scan:
 
         inner = _Unit(u.label, _strip_ext(u.name), opener=open_inner)
         try:
-            head = inner.head()
-        except fmt.DECOMPRESS_ERRORS:
+            inner.head()
+        except fmt.DECOMPRESS_ERRORS:  # not really compressed: read as it is
             self.pickle(u, sure=fmt.is_pickle_name(u.name))
             return
-        if fmt.sniff(head, inner.name, None) == fmt.ZIP:
-            self.add(u.label, "", "", "unknown", f"{kind}-compressed archive: not scanned")
+        self.unit(inner, depth + 1)
+
+    def tar(self, u: _Unit, depth: int) -> None:
+        if depth >= MAX_DEPTH:
+            self.add(u.label, "", "", "unknown", "archive nested too deep to scan")
             return
-        sure = fmt.is_pickle_name(u.name) or head[:1] == b"\x80"
-        self.pickle(inner, sure=sure, what=f"{kind}-compressed pickle")
+        with contextlib.ExitStack() as stack:
+            if u.buf is not None:  # members are read in place
+                raw = fmt.BufferFile(u.buf, u.start, u.end)
+                tf = stack.enter_context(tarfile.open(fileobj=raw, mode="r:"))
+            else:
+                assert u.opener is not None
+                tf = stack.enter_context(
+                    tarfile.open(fileobj=stack.enter_context(u.opener()), mode="r|")
+                )
+            for member in tf:
+                if not member.isfile():
+                    continue
+                label = f"{u.label}::{member.name}"
+                if u.buf is not None:
+                    start = u.start + member.offset_data
+                    self.unit(
+                        _Unit(
+                            label,
+                            member.name,
+                            buf=u.buf,
+                            start=start,
+                            end=start + member.size,
+                            size=member.size,
+                        ),
+                        depth + 1,
+                    )
+                    continue
+                f = tf.extractfile(member)
+                assert f is not None
+                with contextlib.ExitStack() as member_stack:
+                    buf = _load(f, member_stack)
+                    self.unit(
+                        _Unit(label, member.name, buf=buf, end=len(buf), size=len(buf)), depth + 1
+                    )
 
     def archive(self, u: _Unit, depth: int) -> None:
         if depth >= MAX_DEPTH:
@@ -213,15 +273,7 @@ class _Scan:
             else:  # a compressed member: in memory when small, else spooled to disk
                 assert u.opener is not None
                 with u.opener() as f:
-                    buf = f.read(_SMALL + 1)
-                    if len(buf) > _SMALL:
-                        spool = stack.enter_context(tempfile.TemporaryFile())
-                        spool.write(buf)
-                        shutil.copyfileobj(f, spool, 1 << 20)
-                        spool.flush()
-                        buf = stack.enter_context(
-                            mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ)
-                        )
+                    buf = _load(f, stack)
                 start = 0
                 raw = fmt.BufferFile(buf, 0, len(buf))
             try:
@@ -314,8 +366,20 @@ class _Scan:
             )
 
 
+def _load(f: Any, stack: contextlib.ExitStack) -> Any:
+    """All of a stream, in memory when small, else spooled to a temporary file and mapped."""
+    data = f.read(_SMALL + 1)
+    if len(data) <= _SMALL:
+        return data
+    spool = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - closed by ``stack``
+    spool.write(data)
+    shutil.copyfileobj(f, spool, 1 << 20)
+    spool.flush()
+    return stack.enter_context(mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ))
+
+
 def _strip_ext(name: str) -> str:
-    for ext in (".gz", ".z", ".bz2", ".xz", ".lzma", ".zlib"):
+    for ext in (".gz", ".tgz", ".z", ".bz2", ".xz", ".lzma", ".zlib"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
