@@ -479,6 +479,21 @@ def torch_state_dict_zip() -> bytes:
     return out.getvalue()
 
 
+def torchscript_zip() -> bytes:
+    """The layout ``torch.jit.save`` writes: TorchScript code beside the pickled module."""
+    body = (
+        glob("__torch__.model", "Net") + EMPTY_TUPLE + b"\x81"
+        + EMPTY_DICT + s("training") + b"\x88" + b"s" + BUILD
+    )  # fmt: skip
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("model/data.pkl", whole(body))
+        zf.writestr("model/code/__torch__/model.py", "class Net(Module):\n  training : bool\n")
+        zf.writestr("model/constants.pkl", whole(EMPTY_TUPLE))
+        zf.writestr("model/version", "3\n")
+    return out.getvalue()
+
+
 def benign() -> dict[str, Callable[[], bytes]]:
     """File name -> builder of a benign model file (slow ones train small models)."""
     import pickle
@@ -500,4 +515,5 @@ def benign() -> dict[str, Callable[[], bytes]]:
         "weights.safetensors": safetensors_bytes,
         "model.onnx": onnx_bytes,
         "state_dict.pt": torch_state_dict_zip,
+        "scripted.pt": torchscript_zip,
     }

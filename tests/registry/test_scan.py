@@ -19,6 +19,7 @@ from mlplane.registry.scan import (
     Finding,
     ScanReport,
     _pickle,
+    _source,
     judge,
     scan_bytes,
     scan_path,
@@ -308,10 +309,10 @@ def test_results_do_not_depend_on_the_read_window(
     """Streams are read a window at a time: every boundary must be handled."""
     cases = [(p.filename, p.build()) for p in pl.MALICIOUS]
     cases += [(n, d) for n, d in benign_files.items() if n.endswith((".pkl", ".joblib"))]
-    expected = {name: _pickle.walk(_pickle.Source(data)) for name, data in cases}
-    monkeypatch.setattr(_pickle, "_WINDOW", window)
+    expected = {name: _pickle.walk(_source.Source(data)) for name, data in cases}
+    monkeypatch.setattr(_source, "_WINDOW", window)
     for name, data in cases:
-        streamed = _pickle.walk(_pickle.Source(file=io.BytesIO(data)))
+        streamed = _pickle.walk(_source.Source(file=io.BytesIO(data)))
         want = expected[name]
         assert streamed.imports == want.imports, name
         assert streamed.partial == want.partial, name
@@ -330,9 +331,24 @@ def test_big_payloads_are_stepped_over_in_a_compressed_member() -> None:
     assert "os.system" in report.imports["big.pt::archive/data.pkl"]
 
 
+def test_big_files_on_disk_are_mapped_not_read(tmp_path: Path) -> None:
+    import numpy as np
+
+    big = pickle.dumps(np.zeros(1_000_000)) + pl.os_system()  # 8 MB, then a payload
+    (tmp_path / "big.pkl").write_bytes(big)
+    with zipfile.ZipFile(tmp_path / "big.pt", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", big)
+        zf.writestr("archive/data/0", bytes(2_000_000))
+    for name in ("big.pkl", "big.pt"):
+        report = scan_path(tmp_path / name)
+        assert report.verdict == "unsafe", (name, report.summary())
+        assert "os.system" in flagged(report)
+    assert scan_path(tmp_path).files == 2
+
+
 def test_names_are_still_resolved_past_the_memo_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_pickle, "_MEMO_CAP", 10)
-    monkeypatch.setattr(_pickle, "_WINDOW", 64)
+    monkeypatch.setattr(_source, "_WINDOW", 64)
     strings = pickle.dumps([f"value-{i}" for i in range(200)], protocol=4)[:-1]  # memo 0-200
     tail = (
         pl.s("os") + pl.MEMOIZE + pl.s("system") + pl.MEMOIZE + pl.POP + pl.POP

@@ -40,8 +40,10 @@ packages (``sklearn.*``, ``xgboost.*``). The second reading of joblib array
 data is done only for uncompressed data (``pickle.load`` cannot read a
 compressed file anyway). The copyreg extension registry (``EXT1``-``EXT4``)
 and ``persistent_load`` ids are resolved by the loader, so they are reported,
-not judged. lz4-compressed joblib files are ``unknown``. TorchScript code and
-Keras Lambda layers are reported ``unknown``, not analysed.
+not judged. lz4-compressed joblib files are ``unknown``. TorchScript archives
+are ``safe`` (their ``code/`` is TorchScript, compiled by ``torch.jit.load``,
+not Python; their pickles are scanned); Keras Lambda layers are ``unknown``.
+Neither is analysed further.
 """
 
 from __future__ import annotations

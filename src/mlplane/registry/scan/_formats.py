@@ -102,7 +102,7 @@ class _Inflate(io.RawIOBase):
             data = self.z.unconsumed_tail or self.raw.read(1 << 18)
             if not data:
                 raise zlib.error("truncated zlib stream")
-            self.pending = self.z.decompress(data, 1 << 20)
+            self.pending = self.z.decompress(data, max(len(b), 1 << 16))
         n = min(len(b), len(self.pending))
         b[:n] = self.pending[:n]
         self.pending = self.pending[n:]
@@ -112,7 +112,7 @@ class _Inflate(io.RawIOBase):
 def decompressed(kind: str, raw: Any) -> io.BufferedIOBase:
     """A file object that reads ``raw`` decompressed."""
     if kind == ZLIB:
-        return io.BufferedReader(_Inflate(raw), 1 << 20)
+        return io.BufferedReader(_Inflate(raw), 1 << 16)
     if kind == GZIP:
         return gzip.GzipFile(fileobj=raw)
     if kind == BZ2:

@@ -330,6 +330,8 @@ ALLOW: dict[str, str] = {
     "torch.Size": "PyTorch shape",
     "torch.device": "PyTorch device",
     "torch.nn.*": "PyTorch module",
+    "__torch__.*": "TorchScript class, resolved by torch.jit.load, never imported",
+    "torch.jit._pickle.*": "TorchScript container helper",
     **{f"torch.{n}": "PyTorch dtype, layout or memory format" for n in _TORCH_DTYPES},
     **_ALLOWED_DUNDERS,
 }

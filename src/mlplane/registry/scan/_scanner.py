@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from mlplane.registry.scan import _formats as fmt
-from mlplane.registry.scan._pickle import PickleScan, Source, walk
+from mlplane.registry.scan._pickle import PickleScan, walk
 from mlplane.registry.scan._policy import judge, judge_partial
 from mlplane.registry.scan._report import Finding, ScanReport, Verdict, worst
+from mlplane.registry.scan._source import Source
 
 MAX_DEPTH = 4  # archives inside archives, decompressed streams included
 _HEAD = 512  # enough for a tar header
@@ -42,14 +43,17 @@ class _Unit:
     opener: Callable[[], Any] | None = None  # a readable binary file object
     size: int | None = None
     cached: bytes | None = None  # the first bytes of a stream, read once
+    asked: int = 0  # how many were asked for: fewer cached means the stream is shorter
 
     def head(self, count: int = _HEAD) -> bytes:
         if self.buf is not None:
             return bytes(self.buf[self.start : min(self.end, self.start + count)])
-        if self.cached is None or len(self.cached) < count:
+        # read again only when more is wanted and the last read was not cut short by the end
+        if self.cached is None or count > len(self.cached) == self.asked:
             assert self.opener is not None
+            self.asked = max(count, _HEAD)
             with self.opener() as f:
-                self.cached = _read_exactly(f, max(count, _HEAD))
+                self.cached = _read_exactly(f, self.asked)
         return self.cached[:count]
 
     @contextlib.contextmanager
@@ -329,8 +333,9 @@ class _Scan:
                 u.label,
                 "",
                 "",
-                "unknown",
-                "TorchScript archive: torch.jit.load compiles and runs the code/ it holds",
+                "safe",
+                "TorchScript archive: its code/ is compiled by torch.jit.load, a restricted "
+                "language without Python imports; its pickles are scanned",
             )
         if storages:
             self.add(u.label, "", "", "safe", f"{storages} raw tensor storage(s), never parsed")
@@ -389,12 +394,12 @@ def _strip_ext(name: str) -> str:
 
 
 def _scan_file(scan: _Scan, path: str, label: str) -> None:
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         scan.files += 1
         scan.bytes += size
         if size <= _SMALL:  # cheaper to read than to map
-            data = f.read()
+            data = f.readall()
             scan.unit(_Unit(label, path, buf=data, start=0, end=len(data), size=len(data)), 0)
             return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
