@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.linear_model import LogisticRegression
 
 import mlplane
@@ -71,3 +72,26 @@ def test_scan_exit_codes(cli: Invoke, tmp_path: Path) -> None:
     report = json.loads(cli("models", "scan", str(bad), "--json").stdout)
     assert report["verdict"] == "unsafe"
     assert cli("models", "scan", str(tmp_path / "missing.pkl")).exit_code == 1
+
+
+def test_quantized_export_reports_accuracy_on_a_dataset_version(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({f"f{i}": rng.normal(size=400) for i in range(8)})
+    y = (x["f0"] + x["f1"] > 0).astype(int)
+    model = MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=200, random_state=0).fit(x, y)
+    mlplane.registry.register("mlp", model, input_example=x[:5])
+    mlplane.data.add("holdout", x.assign(label=y))
+    out = tmp_path / "mlp.int8.onnx"
+    res = cli(
+        "models", "export", "mlp@1", "-o", str(out), "--quantize",
+        "--data", "holdout@1", "--target", "label", "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["size_after"] < report["size_before"]
+    assert abs(report["accuracy_after"] - report["accuracy_before"]) < 0.05
+    assert report["accuracy_before"] == pytest.approx(model.score(x, y), abs=0.01)

@@ -333,6 +333,10 @@ def export(
     fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write, e.g. model.onnx"),
     quantize: bool = typer.Option(False, "--quantize", help="Dynamic int8 quantization."),
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset version to measure the accuracy change on, e.g. holdout@2."
+    ),
+    target: str | None = typer.Option(None, "--target", help="Label column of --data."),
     project: str = ProjectOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -342,7 +346,9 @@ def export(
     if fmt != "onnx":
         raise InvalidInput(f"--format {fmt!r}: only onnx is supported")
     client(ctx)
-    report = registry.export_onnx(ref, out, quantize=quantize, project=project)
+    report = registry.export_onnx(
+        ref, out, quantize=quantize, data=data, target=target, project=project
+    )
     if as_json:
         print_json(report)
         return
@@ -351,7 +357,13 @@ def export(
         diff = report.get("max_abs_diff")
         info(
             f"wrote {out}: {fmt_size(before)} -> {fmt_size(after)}"
-            + (f", max output change {diff:.3g} on the input example" if diff is not None else "")
+            + (f", max output change {diff:.3g}" if diff is not None else "")
+            + (
+                f", accuracy on {data} {report['accuracy_before']:.4f} -> "
+                f"{report['accuracy_after']:.4f}"
+                if "accuracy_after" in report
+                else ""
+            )
         )
     else:
         info(f"wrote {out} ({fmt_size(report.get('size'))})")

@@ -192,12 +192,17 @@ def export_onnx(
     out: str | os.PathLike[str],
     *,
     quantize: bool = False,
+    data: str | None = None,
+    target: str | None = None,
     project: str = DEFAULT_PROJECT,
 ) -> dict[str, Any]:
-    """Write the version's ONNX model to ``out`` (optionally int8-quantized, reporting the
-    size and the largest output change on the input example)."""
+    """Write the version's ONNX model to ``out``, optionally int8-quantized, reporting the
+    size change and the largest output change on the input example or, with ``data``
+    (a dataset version such as ``"holdout@2"``) and its ``target`` column, the accuracy
+    of the float and the quantized model on it."""
     import shutil
 
+    import numpy as np
     import pandas as pd
 
     from mlplane.errors import InvalidInput
@@ -211,15 +216,34 @@ def export_onnx(
     if not src.is_file():
         why = onnx.get("reason", "register it with an input example")
         raise InvalidInput(f"{version.ref} has no ONNX form: {why}")
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     if not quantize:
-        shutil.copyfile(src, target)
-        return {"file": str(target), "size": target.stat().st_size, **onnx}
+        shutil.copyfile(src, out_path)
+        return {"file": str(out_path), "size": out_path.stat().st_size, **onnx}
     example_file = Path(folder) / "input_example.parquet"
     example = pd.read_parquet(example_file) if example_file.is_file() else None
-    report = export_mod.quantize(src, target, example=example)
-    return {**report, "file": str(target)}
+    labels = None
+    if data is not None:
+        from mlplane import data as data_sdk
+
+        example = data_sdk.get(data, project=project).to_pandas()
+        if target is not None:
+            if target not in example.columns:
+                raise InvalidInput(f"{data} has no column {target!r}: {', '.join(example.columns)}")
+            labels = example.pop(target).to_numpy()
+    report = export_mod.quantize(src, out_path, example=example)
+    if labels is not None and example is not None:
+        from mlplane.registry.flavors import get as get_flavor
+        from mlplane.registry.flavors.onnx import session as onnx_session
+
+        onnx_flavor = get_flavor("onnx")
+        before = onnx_flavor.predict(onnx_session(src), example)
+        after = onnx_flavor.predict(onnx_session(out_path), example)
+        report["accuracy_before"] = float((np.asarray(before).ravel() == labels).mean())
+        report["accuracy_after"] = float((np.asarray(after).ravel() == labels).mean())
+        report["evaluated_on"] = data
+    return {**report, "file": str(out_path)}
 
 
 def scan_path(path: str | os.PathLike[str], *, strict: bool = False) -> Any:
