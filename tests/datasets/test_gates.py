@@ -198,14 +198,24 @@ def test_unchanged_re_add_reads_nothing(svc: Services, tmp_path: Path) -> None:
     assert not again.created and again.files_rehashed == 0 and again.bytes_in == 0
 
 
-def test_malformed_table_is_named_and_stores_nothing(svc: Services, tmp_path: Path) -> None:
+def test_malformed_table_is_named_and_makes_no_version(svc: Services, tmp_path: Path) -> None:
+    from mlplane.gc import collect_garbage
+
     folder = tmp_path / "d"
     folder.mkdir()
     (folder / "good.txt").write_text("fine\n")
     (folder / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(InvalidInput, match=r"bad\.parquet"):
         svc.data.add(ME, "broken", folder)
+    with svc.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(DatasetVersionRow)) == 0
+    # Without a contract or a rewriting policy the bytes were stored while the table was
+    # read: unreferenced chunks, which garbage collection removes.
+    collect_garbage(svc, ME, grace_s=0)
     assert _chunk_count(svc) == 0
+    with pytest.raises(InvalidInput, match=r"bad\.parquet"):
+        svc.data.add(ME, "broken", folder, contract={"table": {"row_count": {"min": 1}}})
+    assert _chunk_count(svc) == 0  # under a contract, nothing is stored before the pass
 
 
 def test_interrupted_add_leaves_no_version_and_a_rerun_resumes(

@@ -1,8 +1,10 @@
 """Adding a version: check, mask and profile the tables, store the bytes, record the version.
 
-The order is what makes an add safe to interrupt. Contracts are validated and
-every table is read (PII handled, contract checked, profile computed) before a
-single chunk is written, so a bad file or a failed gate stores nothing. Chunks
+The order is what makes an add safe to interrupt. Contracts are validated first,
+and under a contract or a PII policy that can rewrite or refuse, every table is
+read (PII handled, contract checked, profile computed) before a single chunk is
+written, so a failed gate stores nothing; without either, nothing can refuse or
+change the files, so they are stored while the tables are read. Chunks
 are written before the version row that points at them, in one transaction at
 the end, so an interrupted add leaves no version and no dangling reference;
 a re-run finds the chunks already stored and skips them.
@@ -18,6 +20,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,20 +157,37 @@ class AddingMixin:
                     bytes_stored=0,
                     files_rehashed=0,
                 )
+        chunks = self._chunks()
+        # Nothing can refuse or rewrite the files when there is no contract and the policy
+        # only detects: then the bytes are stored while the tables are scanned, one core
+        # each. Otherwise the pass decides first and nothing is stored on a refusal.
+        early = None
+        if contract_obj is None and not _may_change_or_refuse(policy):
+            pool = ThreadPoolExecutor(1, thread_name_prefix="mlplane-store")
+            early = pool.submit(store_files, self._db, chunks, files, progress=progress)
+            pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix="mlplane-add-") as work:
-            passed = scan_tables(
-                files,
-                contract=contract_obj,
-                policy=policy,
-                hmac_key=self._keys().derive(f"mlplane/pii-hmac/{project}"),
-                workdir=Path(work),
-            )
-            self._gate(name, passed)
-            originals = [(r, f) for r, f in files if r not in _replaced(passed)]
-            masked = [(r, passed.tables[r].stored_path) for r in _replaced(passed)]
-            chunks = self._chunks()
-            first = store_files(self._db, chunks, originals, progress=progress)
-            second = store_files(self._db, chunks, masked, progress=progress, use_cache=False)
+            try:
+                passed = scan_tables(
+                    files,
+                    contract=contract_obj,
+                    policy=policy,
+                    hmac_key=self._keys().derive(f"mlplane/pii-hmac/{project}"),
+                    workdir=Path(work),
+                )
+                self._gate(name, passed)
+            except BaseException:
+                if early is not None:  # let the storing finish: its chunks are gc's to take
+                    wait([early])
+                raise
+            if early is not None:
+                first = early.result()
+                second = store_files(self._db, chunks, [], progress=progress)
+            else:
+                originals = [(r, f) for r, f in files if r not in _replaced(passed)]
+                masked = [(r, passed.tables[r].stored_path) for r in _replaced(passed)]
+                first = store_files(self._db, chunks, originals, progress=progress)
+                second = store_files(self._db, chunks, masked, progress=progress, use_cache=False)
         stored = {f.rel: f for f in first.files + second.files}
         self._remember_masked(dict(files), second.files, policy)
         version_no, created = self._record(
@@ -372,6 +392,11 @@ def _cached_digests(
         # The stored size (of the masked copy, when the policy rewrote the file).
         out.append((rel, sum(n for _, n in json.loads(hit.chunks)), hit.digest))
     return out
+
+
+def _may_change_or_refuse(policy: PiiPolicy) -> bool:
+    words = {policy.default, *policy.columns.values()}
+    return bool(words & {"mask", "hash", "drop", "block"})
 
 
 def _has_policy(policy: PiiPolicy) -> bool:
