@@ -111,6 +111,7 @@ def test_show_table_and_json(cli: Invoke, sdk: Client) -> None:
             "digest": "",
             "source": "",
             "context": "",
+            "allow_pii": False,
         }
     ]
     assert [a["path"] for a in data["artifacts"]] == ["notes/readme.txt"]
