@@ -1,5 +1,6 @@
 """A first look at mlplane in a few seconds: a versioned dataset behind a quality gate,
-then four tracked models trained on it (scikit-learn's breast-cancer data, no downloads).
+four tracked models trained on it (scikit-learn's breast-cancer data, no downloads), and
+the best one registered (scanned, with its signature and ONNX parity) as the champion.
 
 The data is stored as a dataset version (``breast_cancer@N``: profiled, PII-scanned,
 compressed and encrypted) after passing a quality contract. Each model is one run
@@ -107,20 +108,29 @@ def run_quickstart(
         version = _store_data(c)
         data = replace(data, version=version)
         eid = c.get_or_create_experiment(experiment)
-        results = []
+        results: list[dict[str, Any]] = []
+        models: dict[str, Any] = {}
         for i, cand in enumerate(_CANDIDATES):
             if progress is not None:
                 progress(f"training {cand.run_name}", i, len(_CANDIDATES))
-            results.append(_track(c, eid, cand, data, seed))
+            result, estimator = _track(c, eid, cand, data, seed)
+            results.append(result)
+            models[result["run_id"]] = estimator
+        ranked = sorted(
+            results,
+            key=lambda r: (r["metrics"][MAIN_METRIC], r["metrics"]["roc_auc"]),
+            reverse=True,
+        )
         if progress is not None:
-            progress("done", len(_CANDIDATES), len(_CANDIDATES))
+            progress("registering the best model", len(_CANDIDATES), len(_CANDIDATES) + 1)
+        registered = _register_best(c, ranked[0], models[ranked[0]["run_id"]], data)
+        if progress is not None:
+            progress("done", len(_CANDIDATES) + 1, len(_CANDIDATES) + 1)
     finally:
         if own:
             c.close()
-    ranked = sorted(
-        results, key=lambda r: (r["metrics"][MAIN_METRIC], r["metrics"]["roc_auc"]), reverse=True
-    )
     return {
+        "model": registered,
         "experiment_id": eid,
         "experiment": experiment,
         "dataset": data.version.ref if data.version is not None else DATASET,
@@ -132,6 +142,43 @@ def run_quickstart(
         "runs": ranked,
         "run_ids": [r["run_id"] for r in results],
         "best_run_id": ranked[0]["run_id"],
+    }
+
+
+MODEL_NAME = "breast-cancer-classifier"
+
+
+def _register_best(c: Client, best: dict[str, Any], estimator: Any, data: _Data) -> dict[str, Any]:
+    """Register the best model (scanned, signed if the project has a key) and make it the
+    champion: the default policy requires a safe scan verdict."""
+    import tempfile
+    from pathlib import Path
+
+    from mlplane.registry._build import write_folder
+
+    with tempfile.TemporaryDirectory(prefix="mlplane-quickstart-model-") as tmp:
+        folder = Path(tmp) / "model"
+        write_folder(estimator, folder, data.x_test[:5])
+        version = c.transport.register_model(
+            MODEL_NAME,
+            folder,
+            project="default",
+            metrics={k: float(v) for k, v in best["metrics"].items()},
+            params=best["params"],
+            run_id=best["run_id"],
+            description=f"best of the quickstart runs by {MAIN_METRIC}",
+            tags={},
+            allow_unknown=False,
+        )
+    champion = c.transport.set_model_alias(
+        MODEL_NAME, "champion", version.version, project="default"
+    )
+    return {
+        "name": MODEL_NAME,
+        "version": champion.version,
+        "alias": "champion",
+        "scan": champion.scan_verdict,
+        "onnx_parity": (champion.onnx or {}).get("parity_max_abs_diff"),
     }
 
 
@@ -178,7 +225,9 @@ def _load_data(seed: int) -> _Data:
     )
 
 
-def _track(c: Client, eid: str, cand: _Candidate, data: _Data, seed: int) -> dict[str, Any]:
+def _track(
+    c: Client, eid: str, cand: _Candidate, data: _Data, seed: int
+) -> tuple[dict[str, Any], Any]:
     run = c.create_run(
         eid, run_name=cand.run_name, tags={"quickstart": "true", "model": cand.model}
     )
@@ -228,7 +277,7 @@ def _track(c: Client, eid: str, cand: _Candidate, data: _Data, seed: int) -> dic
         "model": cand.model,
         "params": {k: str(v) for k, v in params.items()},
         "metrics": final,
-    }
+    }, estimator
 
 
 # -- the models: each returns the fitted estimator and its (key, value, step) points ----------

@@ -59,6 +59,11 @@ def quickstart(
         f"Data:    {summary['dataset']} passed {summary['quality_checks']} quality checks; "
         f"mlplane{where} data show {summary['dataset']}"
     )
+    model = summary["model"]
+    info(
+        f"Model:   {model['name']}@{model['alias']} is version {model['version']} "
+        f"(scan {model['scan']}); mlplane{where} models card {model['name']}@{model['alias']}"
+    )
     info(f"Browse:  mlplane{where} runs ls --experiment {shlex.quote(experiment)}")
     info(
         f"Compare: mlplane{where} runs compare {ranked[0]['run_id'][:8]} {ranked[1]['run_id'][:8]}"
