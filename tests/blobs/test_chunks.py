@@ -140,11 +140,11 @@ def test_a_crash_mid_put_leaves_no_dangling_rows_and_a_rerun_completes(
     real = blobs.put_bytes
     calls = {"n": 0}
 
-    def failing(data: bytes) -> tuple[str, int]:
+    def failing(data: bytes, **kw: bool) -> tuple[str, int]:
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk full")
-        return real(data)
+        return real(data, **kw)
 
     monkeypatch.setattr(blobs, "put_bytes", failing)
     with pytest.raises(OSError):

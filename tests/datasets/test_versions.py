@@ -135,21 +135,18 @@ def test_an_interrupted_add_leaves_no_version_and_a_rerun_resumes(
 ) -> None:
     src = _folder(tmp_path / "src", rows=50_000)
     store = svc.chunks
-    real = store.put_file
-    calls = {"n": 0}
+    real = store.put_files
 
-    def dies_on_second_file(path, **kw):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(path, **kw)
+    def dies_after_the_first_file(paths, **kw):  # type: ignore[no-untyped-def]
+        real(paths[:1], **kw)  # its chunks are stored, then the add is interrupted
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(store, "put_file", dies_on_second_file)
+    monkeypatch.setattr(store, "put_files", dies_after_the_first_file)
     with pytest.raises(KeyboardInterrupt):
         svc.data.add(ME, "t", src)
     with pytest.raises(NotFound):
         svc.data.get(ME, "t")
-    monkeypatch.setattr(store, "put_file", real)
+    monkeypatch.setattr(store, "put_files", real)
     result = svc.data.add(ME, "t", src)
     assert result.created and result.version.version == 1
     assert _same_tree(src, svc.data.materialize(ME, "t", tmp_path / "out"))
