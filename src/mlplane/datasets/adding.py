@@ -35,7 +35,12 @@ from mlplane.datasets.contracts import Contract, load_contract
 from mlplane.datasets.entities import AddResult
 from mlplane.datasets.pii import PiiPolicy, parse_policy
 from mlplane.datasets.pipeline import PassResult, scan_tables
-from mlplane.datasets.storing import StoredFile, store_files
+from mlplane.datasets.storing import (
+    StoredFile,
+    cache_keys,
+    cache_keys_and_stats,
+    store_files,
+)
 from mlplane.datasets.tables import (
     DatasetFileRow,
     DatasetRow,
@@ -58,12 +63,21 @@ def version_digest(entries: list[tuple[str, int, str]]) -> str:
 
 
 def list_files(root: Path) -> list[tuple[str, Path]]:
+    """Every regular file under ``root`` (symlinks skipped), sorted by relative path."""
     if root.is_file():
         return [(root.name, root)]
-    out = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            out.append((path.relative_to(root).as_posix(), path))
+    out: list[tuple[str, Path]] = []
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for e in entries:
+                rel = prefix + e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((Path(e.path), rel + "/"))
+                elif e.is_file(follow_symlinks=False):
+                    out.append((rel, Path(e.path)))
+    out.sort()
     return out
 
 
@@ -320,7 +334,7 @@ class AddingMixin:
                     }
                 )
             for i in range(0, len(rows), 5000):
-                s.execute(insert(DatasetFileRow), rows[i : i + 5000])
+                s.execute(insert(DatasetFileRow.__table__), rows[i : i + 5000])
             s.merge(DatasetTagRow(dataset_id=ds.id, tag="latest", version=row.version))
             self._guard.audit(
                 s,
@@ -352,8 +366,11 @@ def _replaced(passed: PassResult) -> set[str]:
 
 
 def _policy_key(path: Path, policy_json: str) -> str:
-    tag = blake3.blake3(policy_json.encode()).hexdigest()[:16]
-    return f"{path.resolve()}\0pii:{tag}"
+    return f"{cache_keys([path])[0]}\0pii:{_policy_tag(policy_json)}"
+
+
+def _policy_tag(policy_json: str) -> str:
+    return blake3.blake3(policy_json.encode()).hexdigest()[:16]
 
 
 def _cached_digests(
@@ -364,12 +381,10 @@ def _cached_digests(
     The caller compares the result with the newest version, whose rows keep the
     chunks alive, so the chunks need no existence check here.
     """
-    keys = {str(path.resolve()): (rel, path) for rel, path in files}
-    masked = (
-        {_policy_key(path, policy_json): str(path.resolve()) for _, path in files}
-        if policy_json
-        else {}
-    )
+    resolved, stats = cache_keys_and_stats([p for _, p in files])
+    keys = {k: (rel, st) for k, (rel, _), st in zip(resolved, files, stats, strict=True)}
+    tag = _policy_tag(policy_json) if policy_json else None
+    masked = {f"{k}\0pii:{tag}": k for k in resolved} if tag else {}
     found: dict[str, HashCacheRow] = {}
     listed = list(keys) + list(masked)
     with db.read() as s:
@@ -382,11 +397,10 @@ def _cached_digests(
         if mkey in found:  # the file as the policy rewrote it
             found[key] = found[mkey]
     out = []
-    for key, (rel, path) in keys.items():
+    for key, (rel, st) in keys.items():
         hit = found.get(key)
         if hit is None:
             return None
-        st = path.stat()
         if (hit.size, hit.mtime_ns, hit.inode) != (st.st_size, st.st_mtime_ns, st.st_ino):
             return None
         # The stored size (of the masked copy, when the policy rewrote the file).

@@ -56,6 +56,19 @@ class PassResult:
 
 def _batches(path: Path, fmt: str, rel: str) -> tuple[pa.Schema, Any]:
     try:
+        if fmt == "parquet":
+            # Buffered column reads and no read-ahead: pyarrow's defaults hold whole row
+            # groups (a million rows each) plus the next ones, over 1 GiB for wide files.
+            file_format: Any = pads.ParquetFileFormat(
+                default_fragment_scan_options=pads.ParquetFragmentScanOptions(
+                    pre_buffer=False, use_buffered_stream=True, buffer_size=1 << 20
+                )
+            )
+            dataset = pads.dataset(str(path), format=file_format)
+            batches = dataset.to_batches(
+                batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0
+            )
+            return dataset.schema, batches
         dataset = pads.dataset(str(path), format=fmt)
         return dataset.schema, dataset.to_batches(batch_size=BATCH_ROWS)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
