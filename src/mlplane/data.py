@@ -11,15 +11,16 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlplane.datasets.contracts import Contract, load_contract
-from mlplane.datasets.diff import VersionDiff, diff_versions
 from mlplane.datasets.entities import DatasetLineage, DatasetVersion
 from mlplane.datasets.localcache import VersionCache
-from mlplane.datasets.profile import table_format
 from mlplane.errors import InvalidInput
 from mlplane.projects import DEFAULT_PROJECT
+
+if TYPE_CHECKING:
+    from mlplane.datasets.contracts import Contract
+    from mlplane.datasets.diff import VersionDiff
 
 
 def _client() -> Any:
@@ -46,6 +47,8 @@ def add(
             column to policy (``"*"`` for the rest). Without one, PII is detected and the
             version flagged, which keeps it from being a training input.
     """
+    from mlplane.datasets.contracts import load_contract
+
     transport = _client().transport
     text = load_contract(contract).to_json() if contract is not None else None
     if hasattr(source, "to_parquet"):
@@ -83,6 +86,8 @@ def tag(ref: str, tag: str, *, project: str = DEFAULT_PROJECT) -> DatasetVersion
 
 def diff(before: str, after: str, *, project: str = DEFAULT_PROJECT) -> VersionDiff:
     """Files, schema, row counts and per-column shifts between two versions (from profiles)."""
+    from mlplane.datasets.diff import diff_versions
+
     transport = _client().transport
     return diff_versions(
         transport.get_dataset(before, project=project),
@@ -168,6 +173,8 @@ class Dataset:
         return Path(client.transport.download_dataset(self.version.ref, dest, project=self.project))
 
     def _tabular_files(self) -> tuple[str, list[Path]]:
+        from mlplane.datasets.profile import table_format
+
         root = self.path()
         files = [root / f.path for f in self.version.files]
         kinds = {table_format(p) for p in files}

@@ -21,7 +21,6 @@ from mlplane.cli._common import (
     info,
     print_json,
 )
-from mlplane.datasets.contracts import load_contract
 from mlplane.datasets.entities import DatasetVersion
 from mlplane.projects import DEFAULT_PROJECT
 
@@ -92,6 +91,8 @@ def add(
     as_json: bool = JsonOption,
 ) -> None:
     """Store a file or folder as the next version (see DataService.add)."""
+    from mlplane.datasets.contracts import load_contract
+
     text = load_contract(contract).to_json() if contract is not None else None
     total = (
         sum(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -20,8 +21,10 @@ from mlplane.cli._common import (
     print_json,
 )
 from mlplane.cli.data import ProjectOption, app
-from mlplane.datasets.diff import VersionDiff, diff_versions
 from mlplane.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mlplane.datasets.diff import VersionDiff
 
 
 def _num(x: float | None) -> str:
@@ -68,6 +71,8 @@ def diff(
     as_json: bool = JsonOption,
 ) -> None:
     """Files, schema, row counts and per-column shifts between two versions."""
+    from mlplane.datasets.diff import diff_versions
+
     t = client(ctx).transport
     d = diff_versions(t.get_dataset(before, project=project), t.get_dataset(after, project=project))
     if as_json:

@@ -10,7 +10,6 @@ import typer
 
 from mlplane.cli._common import print_error, state
 from mlplane.config import load_settings
-from mlplane.services import Services
 
 LOOPBACK_ONLY = (
     "auth is not configured yet; only loopback addresses are allowed (127.0.0.1, ::1, localhost)"
@@ -64,6 +63,8 @@ def server(
         # Each worker builds its app from the environment: hand the store down that way.
         os.environ["MLPLANE_URI"] = uri
     # Fail here, once, with "run mlplane db upgrade" rather than in every worker.
+    from mlplane.services import Services  # the whole stack: only when serving
+
     Services.from_settings(load_settings()).close()
     uvicorn.run(
         "mlplane.server.app:app_factory",

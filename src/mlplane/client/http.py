@@ -15,7 +15,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -26,7 +26,6 @@ from mlplane.client import _codec as codec
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
-from mlplane.gc import GcReport
 from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import (
@@ -40,6 +39,9 @@ from mlplane.tracking.entities import (
     RunInput,
     RunPage,
 )
+
+if TYPE_CHECKING:
+    from mlplane.gc import GcReport
 
 ERRORS_BY_CODE: dict[str, type[errors.MlplaneError]] = {
     cls.code: cls
@@ -428,6 +430,8 @@ class HttpTransport(Transport):
         return codec.lineage(self._call("GET", url, params={"project": project}))
 
     def collect_garbage(self, *, grace_s: float | None, dry_run: bool) -> GcReport:
+        from mlplane.gc import GcReport
+
         return GcReport(**self._call("POST", "/gc", json={"grace_s": grace_s, "dry_run": dry_run}))
 
     # -- model registry ----------------------------------------------------------------------

@@ -9,10 +9,9 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
-from mlplane.gc import GcReport
 from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.tracking.entities import (
     ArtifactInfo,
@@ -25,6 +24,9 @@ from mlplane.tracking.entities import (
     RunInput,
     RunPage,
 )
+
+if TYPE_CHECKING:
+    from mlplane.gc import GcReport
 
 
 class Transport(abc.ABC):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from mlplane import projects
 from mlplane.blobs.store import PREFIX
@@ -53,6 +53,8 @@ from mlplane.errors import InvalidInput, QualityGateFailed
 from mlplane.projects import service as project_rows
 from mlplane.security import Permission, Principal
 
+_FILE_TABLE: Table = DatasetFileRow.__table__  # type: ignore[assignment]
+"""Core inserts: no ORM work per file row (a version can list 100,000 files)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,249}$")
 
 
@@ -334,7 +336,7 @@ class AddingMixin:
                     }
                 )
             for i in range(0, len(rows), 5000):
-                s.execute(insert(DatasetFileRow.__table__), rows[i : i + 5000])
+                s.execute(insert(_FILE_TABLE), rows[i : i + 5000])
             s.merge(DatasetTagRow(dataset_id=ds.id, tag="latest", version=row.version))
             self._guard.audit(
                 s,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mlplane.datasets.contracts import ContractReport
-from mlplane.datasets.pii import PiiReport
-from mlplane.datasets.profile import TableProfile
+if TYPE_CHECKING:  # annotations only: keeps `import mlplane` free of pandas and pyarrow
+    from mlplane.datasets.contracts import ContractReport
+    from mlplane.datasets.pii import PiiReport
+    from mlplane.datasets.profile import TableProfile
 
 
 @dataclass(frozen=True, slots=True)
