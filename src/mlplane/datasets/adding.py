@@ -23,18 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 from sqlalchemy import Table, insert, select
 
 from mlplane import projects
 from mlplane.blobs.store import PREFIX
-from mlplane.datasets import profile as profile_mod
-from mlplane.datasets.contracts import Contract, load_contract
 from mlplane.datasets.entities import AddResult
-from mlplane.datasets.pii import PiiPolicy, parse_policy
-from mlplane.datasets.pipeline import PassResult, scan_tables
 from mlplane.datasets.storing import (
     StoredFile,
     cache_keys,
@@ -52,6 +48,11 @@ from mlplane.db.engine import now_ms
 from mlplane.errors import InvalidInput, QualityGateFailed
 from mlplane.projects import service as project_rows
 from mlplane.security import Permission, Principal
+
+if TYPE_CHECKING:  # the table pass (pandas, pyarrow, DuckDB) loads on the first add only
+    from mlplane.datasets.contracts import Contract
+    from mlplane.datasets.pii import PiiPolicy
+    from mlplane.datasets.pipeline import PassResult
 
 _FILE_TABLE: Table = DatasetFileRow.__table__  # type: ignore[assignment]
 """Core inserts: no ORM work per file row (a version can list 100,000 files)."""
@@ -122,6 +123,10 @@ class AddingMixin:
             QualityGateFailed: a blocking expectation failed, or PII was found where the
                 policy is ``block``.
         """
+        from mlplane.datasets.contracts import Contract, load_contract
+        from mlplane.datasets.pii import PiiPolicy, parse_policy
+        from mlplane.datasets.pipeline import scan_tables
+
         if "@" in name or not _NAME.match(name):
             raise InvalidInput(
                 f"{name!r} is not a dataset name: use letters, digits, '_', '-' and '.', "
@@ -291,6 +296,8 @@ class AddingMixin:
         derivation: Mapping[str, Any] | None,
     ) -> tuple[int, bool]:
         """Write the version and its file rows in one transaction; (number, created)."""
+        from mlplane.datasets import profile as profile_mod
+
         digest = version_digest([(f.rel, f.size, f.digest) for f in files])
         with self._guard.unit(write=True) as s:
             proj = self._project(s, p, project, Permission.WRITE, "dataset.add", f"dataset/{name}")

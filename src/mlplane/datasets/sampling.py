@@ -17,13 +17,9 @@ from typing import Any
 
 import blake3
 import numpy as np
-import pyarrow as pa
-import pyarrow.dataset as pads
 
 from mlplane import projects
-from mlplane.datasets import profile as profile_mod
 from mlplane.datasets.entities import AddResult
-from mlplane.datasets.pipeline import BATCH_ROWS, _Writer
 from mlplane.errors import InvalidInput
 from mlplane.security import Principal
 
@@ -76,6 +72,8 @@ class SamplingMixin:
     ) -> AddResult:
         """Store a reproducible sample of ``ref`` as a version of ``into``
         (default ``<name>-sample``); rows of tables, whole files otherwise."""
+        from mlplane.datasets import profile as profile_mod
+
         _check(fraction)
         source = self.get(p, ref, project=project)
         target = into or f"{source.name}-sample"
@@ -120,6 +118,11 @@ def _path_index(path: str) -> int:
 
 
 def _sample_table(src: Path, dest: Path, fmt: str, rel: str, seed: int, fraction: float) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from mlplane.datasets.pipeline import BATCH_ROWS, _Writer
+
     dataset = pads.dataset(str(src), format=fmt)
     writer = _Writer(dest, fmt, dataset.schema)
     start = 0

@@ -20,11 +20,8 @@ from sqlalchemy import func, select
 
 from mlplane import projects
 from mlplane.blobs.chunks import ChunkRef, ChunkStore
-from mlplane.datasets import profile as profile_mod
 from mlplane.datasets.adding import AddingMixin
-from mlplane.datasets.contracts import ContractReport
 from mlplane.datasets.entities import DatasetFile, DatasetVersion
-from mlplane.datasets.pii import PiiReport
 from mlplane.datasets.sampling import SamplingMixin
 from mlplane.datasets.tables import (
     DatasetFileRow,
@@ -145,6 +142,10 @@ class DataService(AddingMixin, SamplingMixin):
     def _entity(
         self, s, ds: DatasetRow, row: DatasetVersionRow, project: str, *, files: bool
     ) -> DatasetVersion:  # type: ignore[no-untyped-def]
+        from mlplane.datasets import profile as profile_mod  # with pyarrow: on first read
+        from mlplane.datasets.contracts import ContractReport
+        from mlplane.datasets.pii import PiiReport
+
         tags = sorted(
             s.scalars(
                 select(DatasetTagRow.tag).where(
