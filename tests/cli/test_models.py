@@ -53,6 +53,9 @@ def test_registry_commands(cli: Invoke, tmp_path: Path) -> None:
     packed = cli("models", "package", "fraud@champion", "--out", str(bundle), "--k8s")
     assert packed.exit_code == 0, packed.output
     assert (bundle / "Dockerfile").exists() and (bundle / "k8s" / "deployment.yaml").exists()
+    assert cli("models", "tag", "fraud@1", "team=risk").exit_code == 0
+    assert cli("models", "tag", "fraud@1", "nokey").exit_code == 1
+    assert json.loads(cli("models", "show", "fraud@1", "--json").stdout)["tags"] == {"team": "risk"}
     assert cli("models", "show", "nope@1").exit_code == 1
 
 

@@ -44,6 +44,8 @@ def test_registry_over_http(server) -> None:  # type: ignore[no-untyped-def]
     assert mlplane.registry.get(f"{name}@staging").version == 1
     assert [m.name for m in mlplane.registry.ls() if m.name == name] == [name]
     assert mlplane.registry.lineage(f"{name}@1").version.version == 1
+    mlplane.registry.set_tag(f"{name}@1", "reviewed", "yes")
+    assert mlplane.registry.get(f"{name}@1").tags == {"reviewed": "yes"}
     with pytest.raises(UnsafeArtifact, match="system"):
         mlplane.registry.register(name, Wrapper(_Evil()))
     with pytest.raises(NotFound, match="versions: 1"):

@@ -157,6 +157,23 @@ def promote(
     info(f"{name}@{to} -> version {v.version}")
 
 
+@app.command("tag")
+def tag(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="e.g. fraud@3"),
+    pairs: list[str] = typer.Argument(..., help="KEY=VALUE (one or more)"),
+    project: str = ProjectOption,
+) -> None:
+    """Tag a version."""
+    transport = client(ctx).transport
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise InvalidInput(f"{pair!r}: write KEY=VALUE")
+        transport.set_model_tag(ref, key, value, project=project)
+    info(f"{ref}: tagged {', '.join(pairs)}")
+
+
 @app.command("unalias")
 def unalias(ctx: typer.Context, name: str, alias: str, project: str = ProjectOption) -> None:
     """Remove an alias."""

@@ -273,6 +273,9 @@ class EmbeddedTransport(Transport):
     ) -> ModelVersion:
         return self.services.registry.update_card(self.principal, ref, fields, project=project)
 
+    def set_model_tag(self, ref: str, key: str, value: str, *, project: str) -> None:
+        self.services.registry.set_tag(self.principal, ref, key, value, project=project)
+
     def model_lineage(self, ref: str, *, project: str) -> ModelLineage:
         return self.services.registry.lineage(self.principal, ref, project=project)
 

@@ -496,6 +496,10 @@ class HttpTransport(Transport):
         out = self._call("PATCH", url, json=dict(fields), params={"project": project})
         return codec.model_version(out)
 
+    def set_model_tag(self, ref: str, key: str, value: str, *, project: str) -> None:
+        url = f"/model-versions/{_mref(ref)}/tags/{quote(key, safe='')}"
+        self._call("PUT", url, json={"value": value}, params={"project": project})
+
     def model_lineage(self, ref: str, *, project: str) -> ModelLineage:
         url = f"/model-versions/{_mref(ref)}/lineage"
         return codec.model_lineage(self._call("GET", url, params={"project": project}))

@@ -244,6 +244,9 @@ class Transport(abc.ABC):
     ) -> ModelVersion: ...
 
     @abc.abstractmethod
+    def set_model_tag(self, ref: str, key: str, value: str, *, project: str) -> None: ...
+
+    @abc.abstractmethod
     def model_lineage(self, ref: str, *, project: str) -> ModelLineage: ...
 
     @abc.abstractmethod

@@ -135,6 +135,11 @@ def update_card(ref: str, *, project: str = DEFAULT_PROJECT, **fields: str) -> M
     return _transport().update_model_card(ref, fields, project=project)  # type: ignore[no-any-return]
 
 
+def set_tag(ref: str, key: str, value: str, *, project: str = DEFAULT_PROJECT) -> None:
+    """Tag a version (``key=value``); tags are shown with the version and in its card."""
+    _transport().set_model_tag(ref, key, str(value), project=project)
+
+
 def lineage(ref: str, *, project: str = DEFAULT_PROJECT) -> ModelLineage:
     return _transport().model_lineage(ref, project=project)  # type: ignore[no-any-return]
 
@@ -275,6 +280,7 @@ __all__ = [
     "scan_path",
     "set_alias",
     "set_policy",
+    "set_tag",
     "update_card",
     "versions",
 ]

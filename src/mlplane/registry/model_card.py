@@ -42,6 +42,7 @@ def _sections(v: ModelVersion, lineage: ModelLineage | None) -> list[_Section]:
                 ("Version", v.ref),
                 ("Flavor", f"{v.flavor} ({v.format})" + (", pickle fallback" if v.pickle else "")),
                 ("Aliases", ", ".join(v.aliases) or "none"),
+                ("Tags", ", ".join(f"{k}={x}" for k, x in sorted(v.tags.items())) or "none"),
                 ("Registered", f"by {v.created_by}"),
                 ("Size", f"{v.size:,} bytes in {len(v.files)} files"),
                 ("Description", v.description or "-"),

@@ -43,6 +43,10 @@ class PolicyBody(BaseModel):
     protected: list[str] | None = None
 
 
+class TagBody(BaseModel):
+    value: str
+
+
 class KeyBody(BaseModel):
     required: bool = False
 
@@ -133,6 +137,14 @@ def update_card(
     ref: str, body: dict[str, str], svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
     return ok(svc.registry.update_card(who, ref, body, project=project))
+
+
+@router.put("/model-versions/{ref}/tags/{key}", status_code=204)
+def set_tag(
+    ref: str, key: str, body: TagBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
+) -> Response:
+    svc.registry.set_tag(who, ref, key, body.value, project=project)
+    return Response(status_code=204)
 
 
 @router.get("/model-versions/{ref}/lineage")
