@@ -101,6 +101,40 @@ class HttpTransport(Transport):
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def _stream_upload(
+        self,
+        method: str,
+        url: str,
+        body: Callable[[], Iterator[bytes]],
+        *,
+        headers: dict[str, str],
+        params: dict[str, Any] | None = None,
+        patient: bool = False,
+    ) -> httpx.Response:
+        """Send a streamed body, retrying like :meth:`_call`. A stream cannot be replayed,
+        so ``body`` makes a fresh one per try (re-opening the files). ``patient``: no read
+        timeout, for requests the server works on after the body (checks, scans)."""
+        deadline = time.monotonic() + self.retry_max_s
+        extra: dict[str, Any] = {"timeout": None} if patient else {}
+        while True:
+            try:
+                resp = self._http.request(
+                    method, url, content=body(), params=params, headers=headers, **extra
+                )
+            except httpx.TransportError as exc:
+                if time.monotonic() > deadline:
+                    raise errors.Unavailable(
+                        f"cannot reach the mlplane server at {self.base}: {exc}"
+                    ) from exc
+                time.sleep(0.5)
+                continue
+            if resp.status_code >= 400:
+                if resp.status_code in _RETRY_STATUS and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise _error_from(resp)
+            return resp
+
     def _call(
         self,
         method: str,
@@ -299,25 +333,10 @@ class HttpTransport(Transport):
                     yield chunk
 
         url = f"/runs/{_r(run_id)}/artifacts/{quote(check.artifact_path(path))}"
-        deadline = time.monotonic() + self.retry_max_s
-        while True:  # a stream can't be replayed by _call: re-open the file per try
-            try:
-                resp = self._http.put(
-                    url, content=body(), headers={"Content-Type": "application/octet-stream"}
-                )
-            except httpx.TransportError as exc:
-                if time.monotonic() > deadline:
-                    raise errors.Unavailable(
-                        f"cannot reach the mlplane server at {self.base}: {exc}"
-                    ) from exc
-                time.sleep(0.5)
-                continue
-            if resp.status_code >= 400:
-                if resp.status_code in _RETRY_STATUS and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    continue
-                raise _error_from(resp)
-            return codec.artifact(orjson.loads(resp.content))
+        resp = self._stream_upload(
+            "PUT", url, body, headers={"Content-Type": "application/octet-stream"}
+        )
+        return codec.artifact(orjson.loads(resp.content))
 
     def list_artifacts(
         self, run_id: str, path: str | None, *, recursive: bool
@@ -349,29 +368,15 @@ class HttpTransport(Transport):
         if pii is not None:
             headers["Mlplane-Pii"] = _b64json(pii)
         url = f"/datasets/{quote(name, safe='')}/versions"
-        deadline = time.monotonic() + self.retry_max_s
-        while True:  # a stream can't be replayed by _call: re-read the files per try
-            try:
-                resp = self._http.post(
-                    url,
-                    content=_tar_stream(root, progress),
-                    params={"project": project},
-                    headers=headers,
-                    timeout=None,
-                )
-            except httpx.TransportError as exc:
-                if time.monotonic() > deadline:
-                    raise errors.Unavailable(
-                        f"cannot reach the mlplane server at {self.base}: {exc}"
-                    ) from exc
-                time.sleep(0.5)
-                continue
-            if resp.status_code >= 400:
-                if resp.status_code in _RETRY_STATUS and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    continue
-                raise _error_from(resp)
-            return codec.add_result(orjson.loads(resp.content))
+        resp = self._stream_upload(
+            "POST",
+            url,
+            lambda: _tar_stream(root, progress),
+            headers=headers,
+            params={"project": project},
+            patient=True,
+        )
+        return codec.add_result(orjson.loads(resp.content))
 
     def get_dataset(self, ref: str, *, project: str) -> DatasetVersion:
         out = self._call("GET", f"/datasets/{quote(ref, safe='@')}", params={"project": project})
@@ -442,11 +447,9 @@ class HttpTransport(Transport):
         """Upload a version folder as a tar stream; the server scans and stores it."""
         headers = {"Content-Type": "application/x-tar", "Mlplane-Options": _b64json(options)}
         url = f"/models/{quote(name, safe='')}/versions"
-        resp = self._http.post(
-            url, content=_tar_stream(Path(folder), None), headers=headers, timeout=None
+        resp = self._stream_upload(
+            "POST", url, lambda: _tar_stream(Path(folder), None), headers=headers, patient=True
         )
-        if resp.status_code >= 400:
-            raise _error_from(resp)
         return codec.model_version(orjson.loads(resp.content))
 
     def get_model_version(self, ref: str, *, project: str) -> ModelVersion:
