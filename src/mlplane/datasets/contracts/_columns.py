@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value + 0.0:.6g}"  # -0.0 and 0.0 compare equal: print them alike
     if isinstance(value, datetime):
         return (value.astimezone(UTC) if value.tzinfo else value).replace(tzinfo=None).isoformat()
     return str(value)
