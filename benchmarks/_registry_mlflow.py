@@ -54,6 +54,28 @@ def make_pipeline() -> tuple[Any, Any]:
     return pipe, x
 
 
+def timed_rounds(repeats: int, register: Any, load_predict: Any) -> dict[str, float]:
+    """Medians over ``repeats`` rounds (after one warm-up) of ``register(name)`` and then
+    ``load_predict(name, registered)``, each round under a fresh model name."""
+    times, register_s, load_s = [], [], []
+    for i in range(repeats + 1):  # the first round warms imports and the server
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        t0 = time.perf_counter()
+        registered = register(name)
+        t1 = time.perf_counter()
+        load_predict(name, registered)
+        t2 = time.perf_counter()
+        if i:
+            times.append(t2 - t0)
+            register_s.append(t1 - t0)
+            load_s.append(t2 - t1)
+    return {
+        "seconds": statistics.median(times),
+        "register_s": statistics.median(register_s),
+        "load_predict_s": statistics.median(load_s),
+    }
+
+
 # -- MLflow's side (runs inside the MLflow venv) --------------------------------------------------
 
 
@@ -66,29 +88,18 @@ def _mlflow_register(a: dict[str, Any]) -> dict[str, Any]:
     mlflow.set_tracking_uri(a["uri"])
     mlflow.set_experiment("registry-bench")
     pipe, x = make_pipeline()
-    times, register_s, load_s = [], [], []
-    for i in range(a["repeats"] + 1):  # the first round warms imports and the server
-        name = f"bench-{uuid.uuid4().hex[:8]}"
-        t0 = time.perf_counter()
+
+    def register(name: str) -> Any:
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(
                 pipe, name="model", registered_model_name=name, input_example=x[:5]
             )
-        t1 = time.perf_counter()
-        version = info.registered_model_version
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        model.predict(x[:100])
-        t2 = time.perf_counter()
-        if i:
-            times.append(t2 - t0)
-            register_s.append(t1 - t0)
-            load_s.append(t2 - t1)
-    return {
-        "seconds": statistics.median(times),
-        "register_s": statistics.median(register_s),
-        "load_predict_s": statistics.median(load_s),
-        "version": mlflow.__version__,
-    }
+        return info.registered_model_version
+
+    def load_predict(name: str, version: Any) -> None:
+        mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(x[:100])
+
+    return {**timed_rounds(a["repeats"], register, load_predict), "version": mlflow.__version__}
 
 
 # -- our side ------------------------------------------------------------------------------------
@@ -99,25 +110,15 @@ def ours_register(url: str, repeats: int) -> dict[str, Any]:
 
     mlplane.set_tracking_uri(url)
     pipe, x = make_pipeline()
-    times, register_s, load_s = [], [], []
-    for i in range(repeats + 1):
-        name = f"bench-{uuid.uuid4().hex[:8]}"
-        t0 = time.perf_counter()
+
+    def register(name: str) -> Any:
         with mlplane.start_run(capture_context=True):
-            v = mlplane.registry.register(name, pipe, input_example=x[:5])
-        t1 = time.perf_counter()
-        model = mlplane.registry.load(f"models:/{name}/{v.version}")
-        model.predict(x[:100])
-        t2 = time.perf_counter()
-        if i:
-            times.append(t2 - t0)
-            register_s.append(t1 - t0)
-            load_s.append(t2 - t1)
-    return {
-        "seconds": statistics.median(times),
-        "register_s": statistics.median(register_s),
-        "load_predict_s": statistics.median(load_s),
-    }
+            return mlplane.registry.register(name, pipe, input_example=x[:5]).version
+
+    def load_predict(name: str, version: Any) -> None:
+        mlplane.registry.load(f"models:/{name}/{version}").predict(x[:100])
+
+    return timed_rounds(repeats, register, load_predict)
 
 
 def bench_register(repeats: int = 5) -> dict[str, Any]:

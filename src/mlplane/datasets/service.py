@@ -29,6 +29,7 @@ from mlplane.datasets.tables import (
     DatasetTagRow,
     DatasetVersionRow,
 )
+from mlplane.db import numbered
 from mlplane.db.engine import Database
 from mlplane.errors import InvalidInput, NotFound, QualityGateFailed
 from mlplane.projects import service as project_rows
@@ -105,38 +106,19 @@ class DataService(AddingMixin, SamplingMixin):
         )
         if ds is None:
             raise NotFound(f"no dataset named {name!r} in project {project!r}")
-        if selector.isdigit():
-            number: int | None = int(selector)
-        else:
-            number = s.scalar(
-                select(DatasetTagRow.version).where(
-                    DatasetTagRow.dataset_id == ds.id, DatasetTagRow.tag == selector
-                )
-            )
-        row = (
-            None
-            if number is None
-            else s.scalar(
-                select(DatasetVersionRow).where(
-                    DatasetVersionRow.dataset_id == ds.id, DatasetVersionRow.version == number
-                )
-            )
+        row = numbered.resolve(
+            s,
+            selector,
+            label=name,
+            row=DatasetVersionRow,
+            owner=DatasetVersionRow.dataset_id,
+            number=DatasetVersionRow.version,
+            owner_id=ds.id,
+            pointer_owner=DatasetTagRow.dataset_id,
+            pointer_name=DatasetTagRow.tag,
+            pointer_number=DatasetTagRow.version,
+            pointers_are="tags",
         )
-        if row is None:
-            have = list(
-                s.scalars(
-                    select(DatasetVersionRow.version)
-                    .where(DatasetVersionRow.dataset_id == ds.id)
-                    .order_by(DatasetVersionRow.version)
-                )
-            )
-            tags = list(
-                s.scalars(select(DatasetTagRow.tag).where(DatasetTagRow.dataset_id == ds.id))
-            )
-            raise NotFound(
-                f"{name}@{selector} does not exist; versions: {', '.join(map(str, have)) or 'none'}"
-                + (f"; tags: {', '.join(sorted(tags))}" if tags else "")
-            )
         return ds, row
 
     def _entity(

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from mlplane import projects
+from mlplane.db import numbered
 from mlplane.db.engine import Database, now_ms
 from mlplane.errors import Conflict, NotFound, UnsafeArtifact
 from mlplane.projects import service as project_rows
@@ -107,46 +108,19 @@ class RegistryService(VersionsMixin):
         return proj, row
 
     def _version_row(self, s, model: ModelRow, selector: str) -> ModelVersionRow:  # type: ignore[no-untyped-def]
-        if selector == "latest":
-            number = s.scalar(
-                select(func.max(ModelVersionRow.version)).where(
-                    ModelVersionRow.model_id == model.id
-                )
-            )
-        elif selector.isdigit():
-            number = int(selector)
-        else:
-            number = s.scalar(
-                select(ModelAliasRow.version).where(
-                    ModelAliasRow.model_id == model.id, ModelAliasRow.alias == selector
-                )
-            )
-        row = (
-            None
-            if number is None
-            else s.scalar(
-                select(ModelVersionRow).where(
-                    ModelVersionRow.model_id == model.id, ModelVersionRow.version == number
-                )
-            )
+        return numbered.resolve(  # type: ignore[no-any-return]
+            s,
+            selector,
+            label=model.name,
+            row=ModelVersionRow,
+            owner=ModelVersionRow.model_id,
+            number=ModelVersionRow.version,
+            owner_id=model.id,
+            pointer_owner=ModelAliasRow.model_id,
+            pointer_name=ModelAliasRow.alias,
+            pointer_number=ModelAliasRow.version,
+            pointers_are="aliases",
         )
-        if row is None:
-            have = list(
-                s.scalars(
-                    select(ModelVersionRow.version)
-                    .where(ModelVersionRow.model_id == model.id)
-                    .order_by(ModelVersionRow.version)
-                )
-            )
-            aliases = sorted(
-                s.scalars(select(ModelAliasRow.alias).where(ModelAliasRow.model_id == model.id))
-            )
-            raise NotFound(
-                f"{model.name}@{selector} does not exist; versions: "
-                f"{', '.join(map(str, have)) or 'none'}"
-                + (f"; aliases: {', '.join(aliases)}" if aliases else "")
-            )
-        return row  # type: ignore[no-any-return]
 
     # -- registering -------------------------------------------------------------------------
 

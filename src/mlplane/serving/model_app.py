@@ -35,11 +35,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlplane._version import __version__
-from mlplane.errors import InvalidInput, NotFound, PayloadTooLarge, TamperedArtifact
+from mlplane.errors import InvalidInput, NotFound, TamperedArtifact
 from mlplane.registry import integrity
 from mlplane.registry.entities import ModelFile
 from mlplane.registry.package import MANIFEST_FILE, META_FILE
 from mlplane.server import errors
+from mlplane.server.bodies import read_limited
 
 log = logging.getLogger("mlplane.serving")
 
@@ -228,7 +229,7 @@ def create_model_app(
     async def predict(request: Request) -> Response:
         if state["model"] is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        raw = await _read_limited(request, max_body_bytes)
+        raw = await read_limited(request, max_body_bytes)
         data = parse_body(raw)
         out = await run_in_threadpool(_predict, state["model"], data)
         return _json({"predictions": out})
@@ -250,19 +251,6 @@ def create_model_app(
 def _check_name(state: dict[str, Any], name: str) -> None:
     if name != state["name"]:
         raise NotFound(f"this server serves model {state['name']!r}, not {name!r}")
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_body(raw: bytes) -> Any:

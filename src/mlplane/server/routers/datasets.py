@@ -10,7 +10,6 @@ as an embedded add. Downloads stream each file decrypted, chunk by chunk.
 from __future__ import annotations
 
 import base64
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from mlplane.errors import InvalidInput
 from mlplane.gc import collect_garbage
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
+from mlplane.server.bodies import unpack_tar
 from mlplane.server.deps import principal, services
 from mlplane.server.routers.tracking import ok
 from mlplane.services import Services
@@ -83,14 +83,7 @@ async def add_dataset(
     contract = _header_json(mlplane_contract, "Mlplane-Contract")
     pii = _header_json(mlplane_pii, "Mlplane-Pii")
     with tempfile.TemporaryDirectory(prefix="mlplane-upload-") as tmp:
-        spool = Path(tmp, "upload.tar")
-        with open(spool, "wb") as fh:
-            async for chunk in request.stream():
-                fh.write(chunk)
-        root = Path(tmp, "files")
-        root.mkdir()
-        await run_in_threadpool(_unpack, spool, root)
-        spool.unlink()
+        root = await unpack_tar(request, Path(tmp), "files")
         result = await run_in_threadpool(
             lambda: svc.data.add(
                 who,
@@ -102,14 +95,6 @@ async def add_dataset(
             )
         )
     return ok(result, status=201 if result.created else 200)
-
-
-def _unpack(spool: Path, root: Path) -> None:
-    try:
-        with tarfile.open(spool, "r|") as tar:
-            tar.extractall(root, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise InvalidInput(f"the upload is not a readable tar stream: {exc}") from None
 
 
 @router.get("/datasets/{ref}")

@@ -23,8 +23,8 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from mlplane.errors import InvalidInput, NotFound
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
+from mlplane.server.bodies import unpack_tar
 from mlplane.server.deps import principal, services
-from mlplane.server.routers.datasets import _unpack
 from mlplane.server.routers.tracking import ok
 from mlplane.services import Services
 
@@ -74,14 +74,7 @@ async def register(
     """Body: a tar stream of a version folder (``application/x-tar``)."""
     opts = _options(mlplane_options)
     with tempfile.TemporaryDirectory(prefix="mlplane-model-upload-") as tmp:
-        spool = Path(tmp, "upload.tar")
-        with open(spool, "wb") as fh:
-            async for chunk in request.stream():
-                fh.write(chunk)
-        root = Path(tmp, "model")
-        root.mkdir()
-        await run_in_threadpool(_unpack, spool, root)
-        spool.unlink()
+        root = await unpack_tar(request, Path(tmp), "model")
         version = await run_in_threadpool(
             lambda: svc.registry.register_folder(who, name, root, **opts)
         )

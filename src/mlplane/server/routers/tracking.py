@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mlplane._json import float_out
-from mlplane.errors import InvalidInput, PayloadTooLarge
+from mlplane.errors import InvalidInput
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
+from mlplane.server.bodies import read_limited
 from mlplane.server.deps import principal, services
 from mlplane.services import Services
 from mlplane.tracking.entities import (
@@ -287,19 +288,6 @@ def restore_run(run_id: str, svc: Svc, who: Who) -> Response:
     return Response(status_code=204)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/runs/{run_id}/log-batch",
     status_code=204,
@@ -313,7 +301,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def log_batch(run_id: str, request: Request, svc: Svc, who: Who) -> Response:
     """Columnar metric points (``key``/``value``/``timestamp``/``step`` lists), params, tags.
     Non-finite values travel as the strings ``NaN``, ``Infinity``, ``-Infinity``."""
-    raw = await _read_limited(request, svc.settings.max_request_bytes)
+    raw = await read_limited(request, svc.settings.max_request_bytes)
     try:
         body = LogBatch.model_validate_json(raw)
     except ValidationError as exc:
