@@ -13,7 +13,9 @@ deletes, so either the add sees the chunk gone and stores it again, or the
 collector sees the fresh mark and keeps it. The grace period only has to
 outlast one add (from storing its first chunk to recording its version).
 Rows go first, blobs after: a crash in between leaves orphan blobs, which
-the next run removes.
+the next run removes. Small chunks share pack blobs: a pack is deleted with
+the last chunk that lives in it (a pack whose chunks are partly dead keeps
+its bytes until then).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def collect_garbage(
                     .returning(ChunkRow.digest, ChunkRow.blob, ChunkRow.stored_size)
                 ).all()
             deleted += [(g[0], g[1], g[2]) for g in gone]
-        for _, blob, _ in deleted:
+        for blob in _unused_blobs(services, {blob for _, blob, _ in deleted}):
             services.blobs.delete(blob)
     else:
         deleted = [(r[0], r[1], r[2]) for r in old]
@@ -107,6 +109,18 @@ def collect_garbage(
         grace_s=grace,
         dry_run=dry_run,
     )
+
+
+def _unused_blobs(services: Services, blobs: set[str]) -> list[str]:
+    """The blobs of deleted chunks that no chunk row names any more: a pack goes when the
+    last of its chunks goes. No new row can name a pack later: packs are always new bytes."""
+    wanted = sorted(blobs)
+    used: set[str] = set()
+    with services.db.read() as s:
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            used.update(s.scalars(select(ChunkRow.blob).where(ChunkRow.blob.in_(part)).distinct()))
+    return [b for b in wanted if b not in used]
 
 
 def _orphan_blobs(services: Services, cutoff_s: float) -> list[str]:

@@ -184,6 +184,38 @@ def test_gc_removes_only_unreferenced_chunks_past_the_grace(svc: Services, tmp_p
     assert (out / "keep.bin").read_bytes() == keep.read_bytes()
 
 
+def test_gc_deletes_a_pack_with_its_last_chunk(svc: Services, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+
+    def small_files(folder: Path, n: int) -> list[Path]:
+        folder.mkdir()
+        for i in range(n):
+            (folder / f"f{i:02d}.bin").write_bytes(rng.bytes(3000))
+        return sorted(folder.iterdir())
+
+    def packs() -> set[str]:
+        with svc.db.read() as s:
+            return set(s.scalars(select(ChunkRow.blob).where(ChunkRow.pack_offset.is_not(None))))
+
+    svc.chunks.put_files(small_files(tmp_path / "a", 40))  # stored, listed by no version
+    (shared,) = packs()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for i in range(20):  # a version lists half of that pack's chunks
+        (kept / f"f{i:02d}.bin").write_bytes((tmp_path / "a" / f"f{i:02d}.bin").read_bytes())
+    svc.data.add(ME, "half", kept)
+    svc.chunks.put_files(small_files(tmp_path / "b", 10))  # a pack of garbage only
+    (garbage,) = packs() - {shared}
+    with svc.db.write() as s:
+        s.execute(update(ChunkRow).values(created_at=0, seen_at=None))
+    report = collect_garbage(svc, ME, grace_s=1)
+    assert report.chunks_deleted == 30
+    assert svc.blobs.exists(shared)  # still holds 20 live chunks
+    assert not svc.blobs.exists(garbage)
+    out = svc.data.materialize(ME, "half@1", tmp_path / "out")
+    assert (out / "f07.bin").read_bytes() == (kept / "f07.bin").read_bytes()
+
+
 def test_gc_removes_orphan_blobs(svc: Services, tmp_path: Path) -> None:
     digest, _ = svc.blobs.put_bytes(b"nobody points at me")
     assert svc.blobs.exists(digest)

@@ -20,6 +20,14 @@ while the next batch is being read and cut. BLAKE3, zstd, the streaming
 AES-GCM encryptor and file I/O release the GIL, so the pool's threads keep
 the cores busy; small chunks are handled in groups, so that a 5 KB file does
 not pay for a task, a query and a transaction of its own.
+
+Small chunks are also stored in groups: each is sealed on its own (its own data
+key, nonce and tag, so it stays readable and shreddable alone), and a group's
+sealed chunks are concatenated into one pack blob, each row keeping its offset.
+A folder of 100,000 small files becomes some 1,600 blobs instead of 100,000
+files (or PUT requests) in the blob store. A pack is always new bytes (fresh
+keys and nonces), so no later row can point into a pack that garbage
+collection finds unreferenced.
 """
 
 from __future__ import annotations
@@ -61,6 +69,22 @@ _PROBES = 8  # probes spread evenly over the chunk ...
 _PROBE = 4 << 10  # ... of this many bytes each
 _STREAM_GCM = 64 << 10  # from this size, the streaming encryptor (it releases the GIL)
 _READ_AHEAD = 16  # chunks decrypted ahead of the reader
+_PACK_BELOW = 256 << 10  # chunks smaller than this share pack blobs
+_SMALL_WINDOW = 17  # zstd window (128 KiB) for small chunks: its tables cost less to reset
+# Formats that are compressed already: a small chunk starting with one of these is not
+# worth a zstd attempt (large chunks are probed instead, see _worth_trying).
+_COMPRESSED_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG",
+    b"GIF8",
+    b"RIFF",  # WebP, WAV, AVI
+    b"PK\x03\x04",  # zip, docx, npz, jar
+    b"\x1f\x8b",  # gzip
+    b"\x28\xb5\x2f\xfd",  # zstd
+    b"BZh",
+    b"\xfd7zXZ",  # xz
+    b"7z\xbc\xaf",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +149,7 @@ _COLUMNS = (
     "key_version",
     "wrapped_key",
     "created_at",
+    "pack_offset",
 )
 
 
@@ -270,31 +295,58 @@ class ChunkStore:
             s.connection().exec_driver_sql(sql, rows)
 
     def _seal_all(self, items: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:
-        """Seal and write a group of chunks (in a pool thread); their rows, blob first."""
-        rows = []
+        """Seal and write a group of chunks (in a pool thread); their rows, blob first.
+
+        Large chunks get a blob each; the small ones of the group share one pack blob.
+        """
+        rows: list[tuple[Any, ...]] = []
         put = self._blobs.put_bytes
         created = now_ms()
         nonces = os.urandom(_NONCE * len(items))  # one system call for the group
+        packed: list[tuple[str, int, bool, int, bytes, bytes]] = []
         for i, (digest, plain) in enumerate(items):
             nonce = nonces[i * _NONCE : (i + 1) * _NONCE]
             compressed, version, wrapped, stored = self._seal(digest, plain, nonce)
+            if len(plain) < _PACK_BELOW:
+                packed.append((digest, len(plain), compressed, version, wrapped, stored))
+                continue
             # Fresh key and nonce: no blob can hold this ciphertext yet, nothing to check.
             blob, stored_size = put(stored, new=True)
             rows.append(
-                (digest, blob, len(plain), stored_size, compressed, version, wrapped, created)
+                (digest, blob, len(plain), stored_size, compressed, version, wrapped, created, None)
             )
+        if len(packed) == 1:  # a pack of one is just a blob
+            digest, size, compressed, version, wrapped, stored = packed[0]
+            blob, stored_size = put(stored, new=True)
+            rows.append(
+                (digest, blob, size, stored_size, compressed, version, wrapped, created, None)
+            )
+        elif packed:
+            blob, _ = put(b"".join(p[5] for p in packed), new=True)
+            offset = 0
+            for digest, size, compressed, version, wrapped, stored in packed:
+                rows.append(
+                    (digest, blob, size, len(stored), compressed, version, wrapped, created, offset)
+                )
+                offset += len(stored)
         return rows
 
     def _zstd(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
         local = self._local
         if not hasattr(local, "pair"):  # zstd contexts are not thread-safe: one per thread
             local.pair = (zstandard.ZstdCompressor(level=self._level), zstandard.ZstdDecompressor())
+            small = zstandard.ZstdCompressionParameters.from_level(
+                self._level, window_log=_SMALL_WINDOW
+            )
+            local.small = zstandard.ZstdCompressor(compression_params=small)
         return local.pair  # type: ignore[no-any-return]
 
     def _seal(self, digest: str, plain: Any, nonce: bytes) -> tuple[bool, int, bytes, bytes]:
         body = plain
         compressed = False
         zc = self._zstd()[0]
+        if len(plain) <= 1 << _SMALL_WINDOW:
+            zc = self._local.small
         if _worth_trying(zc, plain):
             packed = zc.compress(plain)
             if len(packed) < len(plain) * _MIN_SAVING:
@@ -335,7 +387,10 @@ class ChunkStore:
             raise NotFound(f"chunk {ref.digest} is not in the store")
         if row.wrapped_key is None:
             raise TamperedArtifact(f"chunk {ref.digest} was shredded: its data is gone for good")
-        stored = self._blobs.read_bytes(row.blob)
+        if row.pack_offset is None:
+            stored = self._blobs.read_bytes(row.blob)
+        else:
+            stored = self._blobs.read_range(row.blob, row.pack_offset, row.stored_size)
         key = self._keys.unwrap(row.key_version, row.wrapped_key)
         try:
             body = AESGCM(key).decrypt(
@@ -368,7 +423,8 @@ class ChunkStore:
 
 def _worth_trying(zc: zstandard.ZstdCompressor, plain: Any) -> bool:
     """False when probes across a large chunk all fail to compress (already compressed
-    data: images, zstd Parquet pages); the full zstd pass is then skipped.
+    data: images, zstd Parquet pages), or when a small chunk starts like a compressed
+    format; the full zstd pass is then skipped.
 
     Each probe is compressed on its own, and one that compresses is enough to try the
     whole chunk: a chunk that mixes compressed pages with a dictionary page still gets
@@ -377,7 +433,7 @@ def _worth_trying(zc: zstandard.ZstdCompressor, plain: Any) -> bool:
     """
     n = len(plain)
     if n < _PROBE_FROM:
-        return True
+        return not bytes(plain[:6]).startswith(_COMPRESSED_MAGIC)
     step = (n - _PROBE) // (_PROBES - 1)
     for i in range(_PROBES):
         probe = plain[i * step : i * step + _PROBE]

@@ -229,6 +229,25 @@ class BlobStore:
     def read_bytes(self, digest: str) -> bytes:
         return b"".join(self.iter_chunks(digest))
 
+    def read_range(self, digest: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a blob from ``offset`` (a chunk inside a pack): one ranged
+        read, a seek on a local folder or a ranged GET on an object store."""
+        key = self._key(digest)
+        try:
+            if self.is_local:
+                with open(key, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read(length)
+            else:
+                data = self.fs.cat_file(key, start=offset, end=offset + length)
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+        except OSError as exc:
+            raise Unavailable(f"blob store {self.url} unreachable: {exc}") from exc
+        if len(data) != length:
+            raise TamperedArtifact(f"blob {digest} is shorter than its chunk index says")
+        return data
+
     def delete(self, digest: str) -> None:
         try:
             self.fs.rm_file(self._key(digest))

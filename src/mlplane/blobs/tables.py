@@ -13,8 +13,12 @@ class ChunkRow(Base):
 
     digest: Mapped[str] = mapped_column(String(80), primary_key=True)
     """BLAKE3 of the plaintext: the chunk's identity, for de-duplication."""
-    blob: Mapped[str] = mapped_column(String(80))
-    """Digest of the stored (compressed, encrypted) object in the blob store."""
+    blob: Mapped[str] = mapped_column(String(80), index=True)
+    """Digest of the stored (compressed, encrypted) object in the blob store: the chunk's
+    own blob, or a pack that small chunks share."""
+    pack_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """Where the chunk starts in its pack (``stored_size`` bytes long); None for a blob
+    of its own."""
     size: Mapped[int] = mapped_column(BigInteger)
     stored_size: Mapped[int] = mapped_column(BigInteger)
     compressed: Mapped[bool] = mapped_column(Boolean)
