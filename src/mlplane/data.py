@@ -173,7 +173,7 @@ class Dataset:
         return Path(client.transport.download_dataset(self.version.ref, dest, project=self.project))
 
     def _tabular_files(self) -> tuple[str, list[Path]]:
-        from mlplane.datasets.profile import table_format
+        from mlplane.datasets.profile_data import table_format
 
         root = self.path()
         files = [root / f.path for f in self.version.files]

@@ -13,7 +13,7 @@ class ChunkRow(Base):
 
     digest: Mapped[str] = mapped_column(String(80), primary_key=True)
     """BLAKE3 of the plaintext: the chunk's identity, for de-duplication."""
-    blob: Mapped[str] = mapped_column(String(80), index=True)
+    blob: Mapped[str] = mapped_column(String(80))
     """Digest of the stored (compressed, encrypted) object in the blob store: the chunk's
     own blob, or a pack that small chunks share."""
     pack_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

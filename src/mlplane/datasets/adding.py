@@ -51,8 +51,8 @@ from mlplane.security import Permission, Principal
 
 if TYPE_CHECKING:  # the table pass (pandas, pyarrow, DuckDB) loads on the first add only
     from mlplane.datasets.contracts import Contract
+    from mlplane.datasets.passes import PassResult
     from mlplane.datasets.pii import PiiPolicy
-    from mlplane.datasets.pipeline import PassResult
 
 _FILE_TABLE: Table = DatasetFileRow.__table__  # type: ignore[assignment]
 """Core inserts: no ORM work per file row (a version can list 100,000 files)."""
@@ -65,21 +65,23 @@ def version_digest(entries: list[tuple[str, int, str]]) -> str:
     return PREFIX + blake3.blake3(text.encode()).hexdigest()
 
 
-def list_files(root: Path) -> list[tuple[str, Path]]:
-    """Every regular file under ``root`` (symlinks skipped), sorted by relative path."""
+def list_files(root: Path) -> list[tuple[str, str]]:
+    """Every regular file under ``root`` (symlinks skipped), sorted by relative path:
+    ``(relative path, path)``. Paths are strings: a ``Path`` per file would cost more
+    than the listing itself for 100,000 files."""
     if root.is_file():
-        return [(root.name, root)]
-    out: list[tuple[str, Path]] = []
-    stack = [(root, "")]
+        return [(root.name, os.fspath(root))]
+    out: list[tuple[str, str]] = []
+    stack = [(os.fspath(root), "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as entries:
             for e in entries:
                 rel = prefix + e.name
                 if e.is_dir(follow_symlinks=False):
-                    stack.append((Path(e.path), rel + "/"))
+                    stack.append((e.path, rel + "/"))
                 elif e.is_file(follow_symlinks=False):
-                    out.append((rel, Path(e.path)))
+                    out.append((rel, e.path))
     out.sort()
     return out
 
@@ -123,9 +125,7 @@ class AddingMixin:
             QualityGateFailed: a blocking expectation failed, or PII was found where the
                 policy is ``block``.
         """
-        from mlplane.datasets.contracts import Contract, load_contract
         from mlplane.datasets.pii import PiiPolicy, parse_policy
-        from mlplane.datasets.pipeline import scan_tables
 
         if "@" in name or not _NAME.match(name):
             raise InvalidInput(
@@ -138,7 +138,11 @@ class AddingMixin:
         files = list_files(root)
         if not files:
             raise InvalidInput(f"{root} holds no files")
-        given_contract = load_contract(contract) if contract is not None else None
+        given_contract = None
+        if contract is not None:
+            from mlplane.datasets.contracts import load_contract
+
+            given_contract = load_contract(contract)
         given_policy = parse_policy(pii) if pii is not None else None
         with self._guard.unit(write=False) as s:
             row = project_rows.find(s, project)
@@ -157,9 +161,11 @@ class AddingMixin:
                 else _Newest(found.version, found.digest, found.contract, found.pii_policy)
             )
         inherited = given_contract is None and given_policy is None
-        contract_obj = given_contract or (
-            Contract.from_json(newest.contract) if newest is not None and newest.contract else None
-        )
+        contract_obj = given_contract
+        if contract_obj is None and newest is not None and newest.contract:
+            from mlplane.datasets.contracts import Contract
+
+            contract_obj = Contract.from_json(newest.contract)
         policy = given_policy or (
             PiiPolicy.from_json(newest.pii_policy)
             if newest is not None and newest.pii_policy
@@ -189,11 +195,11 @@ class AddingMixin:
             pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix="mlplane-add-") as work:
             try:
-                passed = scan_tables(
+                passed = _scan(
                     files,
                     contract=contract_obj,
                     policy=policy,
-                    hmac_key=self._keys().derive(f"mlplane/pii-hmac/{project}"),
+                    hmac_key=lambda: self._keys().derive(f"mlplane/pii-hmac/{project}"),
                     workdir=Path(work),
                 )
                 self._gate(name, passed)
@@ -231,7 +237,7 @@ class AddingMixin:
         )
 
     def _remember_masked(
-        self, originals: dict[str, Path], masked: list[StoredFile], policy: PiiPolicy
+        self, originals: dict[str, str], masked: list[StoredFile], policy: PiiPolicy
     ) -> None:
         """Cache what each original file became under this policy, so an unchanged
         re-add of masked data is recognised without reading it again."""
@@ -240,7 +246,7 @@ class AddingMixin:
         with self._db.write() as s:
             for f in masked:
                 src = originals[f.rel]
-                st = src.stat()
+                st = os.stat(src)
                 s.merge(
                     HashCacheRow(
                         path=_policy_key(src, policy.to_json()),
@@ -296,7 +302,7 @@ class AddingMixin:
         derivation: Mapping[str, Any] | None,
     ) -> tuple[int, bool]:
         """Write the version and its file rows in one transaction; (number, created)."""
-        from mlplane.datasets import profile as profile_mod
+        from mlplane.datasets import profile_data as profile_mod
 
         digest = version_digest([(f.rel, f.size, f.digest) for f in files])
         with self._guard.unit(write=True) as s:
@@ -362,6 +368,28 @@ class AddingMixin:
             return row.version, True
 
 
+def _scan(
+    files: Sequence[tuple[str, str]],
+    *,
+    contract: Contract | None,
+    policy: PiiPolicy,
+    hmac_key: Callable[[], bytes],
+    workdir: Path,
+) -> PassResult:
+    """The table pass, or an empty result when there is nothing for it to read (a folder of
+    images, say): then neither it nor its libraries are loaded."""
+    from mlplane.datasets.passes import PassResult
+    from mlplane.datasets.profile_data import table_format
+
+    if contract is None and not any(table_format(rel) for rel, _ in files):
+        return PassResult()
+    from mlplane.datasets.pipeline import scan_tables
+
+    return scan_tables(
+        files, contract=contract, policy=policy, hmac_key=hmac_key(), workdir=workdir
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Newest:
     version: int
@@ -374,7 +402,7 @@ def _replaced(passed: PassResult) -> set[str]:
     return {rel for rel, t in passed.tables.items() if t.replaced}
 
 
-def _policy_key(path: Path, policy_json: str) -> str:
+def _policy_key(path: str | Path, policy_json: str) -> str:
     return f"{cache_keys([path])[0]}\0pii:{_policy_tag(policy_json)}"
 
 
@@ -383,7 +411,7 @@ def _policy_tag(policy_json: str) -> str:
 
 
 def _cached_digests(
-    db: Any, files: Sequence[tuple[str, Path]], policy_json: str | None
+    db: Any, files: Sequence[tuple[str, str]], policy_json: str | None
 ) -> list[tuple[str, int, str]] | None:
     """(path, size, digest) of every file from the hash cache, or None if any changed.
 

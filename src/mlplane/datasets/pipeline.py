@@ -11,7 +11,6 @@ bounded by the batch size whatever the size of the files.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,36 +21,12 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from mlplane.datasets import profile as profile_mod
-from mlplane.datasets.contracts import Contract, ContractCheck, ContractReport
-from mlplane.datasets.pii import PiiPolicy, PiiReport, PiiScanner, detect_columns
+from mlplane.datasets.contracts import Contract, ContractCheck
+from mlplane.datasets.passes import PassResult, TableResult
+from mlplane.datasets.pii import PiiPolicy, PiiScanner, detect_columns
 from mlplane.errors import InvalidInput
 
 BATCH_ROWS = 262_144
-
-
-@dataclass
-class TableResult:
-    """What the pass learned about one table file."""
-
-    profile: profile_mod.TableProfile
-    pii: PiiReport
-    stored_path: Path
-    """The file to store: the original, or the transformed copy in the work folder."""
-    replaced: bool = False
-
-
-@dataclass
-class PassResult:
-    tables: dict[str, TableResult] = field(default_factory=dict)
-    quality: ContractReport | None = None
-
-    @property
-    def pii_unhandled(self) -> bool:
-        return any(t.pii.unhandled for t in self.tables.values())
-
-    @property
-    def pii_blocked(self) -> list[tuple[str, str]]:
-        return [(rel, col) for rel, t in self.tables.items() for col in t.pii.blocked]
 
 
 def _batches(path: Path, fmt: str, rel: str) -> tuple[pa.Schema, Any]:
@@ -169,7 +144,7 @@ def scan_tables(
         changed = writer is not None and scanner.changed
         if writer is not None and not changed:
             target.unlink(missing_ok=True)
-        stored = target if changed else path
+        stored = target if changed else Path(path)
         stored_for_sql.append(stored)
         out.tables[rel] = TableResult(profiler.result(), scanner.report(), stored, changed)
     if check is not None:

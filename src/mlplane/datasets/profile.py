@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +22,29 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlplane.datasets.profile_data import (
+    TABLE_FORMATS,
+    ColumnProfile,
+    TableProfile,
+    from_json,
+    table_format,
+    to_json,
+)
+
+__all__ = [
+    "TABLE_FORMATS",
+    "ColumnProfile",
+    "Profiler",
+    "TableProfile",
+    "from_json",
+    "table_format",
+    "to_json",
+]
+
 _HLL_P = 14  # 16,384 registers: about 0.8 % standard error
 _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _BINS = 20
 _TOP_K = 10
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnProfile:
-    name: str
-    type: str
-    count: int
-    nulls: int
-    distinct: int
-    min: float | str | None = None
-    max: float | str | None = None
-    mean: float | None = None
-    std: float | None = None
-    quantiles: dict[str, float] = field(default_factory=dict)
-    histogram: dict[str, list[float]] = field(default_factory=dict)
-    top: list[tuple[str, int]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class TableProfile:
-    rows: int
-    columns: list[ColumnProfile]
-
-    def column(self, name: str) -> ColumnProfile:
-        return next(c for c in self.columns if c.name == name)
 
 
 class _Hll:
@@ -291,32 +284,3 @@ def profile_files(
 
     dataset = pads.dataset([str(p) for p in paths], format=file_format)
     return profile_batches(dataset.schema, dataset.to_batches(batch_size=batch_size))
-
-
-TABLE_FORMATS = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "json",
-    ".ndjson": "json",
-}
-
-
-def table_format(path: str | Path) -> str | None:
-    """The Arrow dataset format of a table file, by its suffix (None for other files)."""
-    return TABLE_FORMATS.get(Path(path).suffix.lower())
-
-
-def to_json(profile: TableProfile) -> str:
-    import json
-    from dataclasses import asdict
-
-    return json.dumps(asdict(profile), allow_nan=False, default=str)
-
-
-def from_json(text: str) -> TableProfile:
-    import json
-
-    data = json.loads(text)
-    cols = [ColumnProfile(**{**c, "top": [tuple(t) for t in c["top"]]}) for c in data["columns"]]
-    return TableProfile(rows=data["rows"], columns=cols)

@@ -124,7 +124,7 @@ class DataService(AddingMixin, SamplingMixin):
     def _entity(
         self, s, ds: DatasetRow, row: DatasetVersionRow, project: str, *, files: bool
     ) -> DatasetVersion:  # type: ignore[no-untyped-def]
-        from mlplane.datasets import profile as profile_mod  # with pyarrow: on first read
+        from mlplane.datasets import profile_data as profile_mod
         from mlplane.datasets.contracts import ContractReport
         from mlplane.datasets.pii import PiiReport
 

@@ -35,10 +35,44 @@ state of each column expectation), ``_sql`` (custom SQL in DuckDB),
 
 from __future__ import annotations
 
-from mlplane.datasets.contracts._checks import ContractCheck
-from mlplane.datasets.contracts._kinds import COLUMN_KINDS, SEVERITIES, SQL_FORMATS, TABLE_KINDS
-from mlplane.datasets.contracts._model import Contract, Expectation, load_contract
-from mlplane.datasets.contracts._report import ContractReport, ExpectationResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use (PEP 562): showing a stored report needs only ``_report``, not
+# the checks' pyarrow and DuckDB.
+_WHERE = {
+    "ContractCheck": "_checks",
+    "COLUMN_KINDS": "_kinds",
+    "SEVERITIES": "_kinds",
+    "SQL_FORMATS": "_kinds",
+    "TABLE_KINDS": "_kinds",
+    "Contract": "_model",
+    "Expectation": "_model",
+    "load_contract": "_model",
+    "ContractReport": "_report",
+    "ExpectationResult": "_report",
+}
+
+if TYPE_CHECKING:
+    from mlplane.datasets.contracts._checks import ContractCheck
+    from mlplane.datasets.contracts._kinds import (
+        COLUMN_KINDS,
+        SEVERITIES,
+        SQL_FORMATS,
+        TABLE_KINDS,
+    )
+    from mlplane.datasets.contracts._model import Contract, Expectation, load_contract
+    from mlplane.datasets.contracts._report import ContractReport, ExpectationResult
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COLUMN_KINDS",

@@ -28,15 +28,44 @@ Why it is built this way:
 
 from __future__ import annotations
 
-# The private names below are for the tests, which check the detectors directly.
-from mlplane.datasets.pii._detectors import _DETECTORS as _DETECTORS
-from mlplane.datasets.pii._detectors import _IBAN_LENGTHS as _IBAN_LENGTHS
-from mlplane.datasets.pii._detectors import HINT_KINDS, KINDS, PATTERN_KINDS
-from mlplane.datasets.pii._detectors import _luhn as _luhn
-from mlplane.datasets.pii._detectors import _name_hint as _name_hint
-from mlplane.datasets.pii._policy import POLICIES, PiiPolicy, parse_policy
-from mlplane.datasets.pii._report import ColumnFinding, PiiReport
-from mlplane.datasets.pii._scanner import PiiScanner, detect_columns
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use (PEP 562): reading a version's PII report or policy needs only the
+# light modules, not the scanner's pyarrow and compiled patterns.
+_WHERE = {
+    # The private names are for the tests, which check the detectors directly.
+    "_DETECTORS": "_detectors",
+    "_IBAN_LENGTHS": "_detectors",
+    "_luhn": "_detectors",
+    "_name_hint": "_detectors",
+    "HINT_KINDS": "_detectors",
+    "KINDS": "_detectors",
+    "PATTERN_KINDS": "_detectors",
+    "POLICIES": "_policy",
+    "PiiPolicy": "_policy",
+    "parse_policy": "_policy",
+    "ColumnFinding": "_report",
+    "PiiReport": "_report",
+    "PiiScanner": "_scanner",
+    "detect_columns": "_scanner",
+}
+
+if TYPE_CHECKING:
+    from mlplane.datasets.pii._detectors import HINT_KINDS, KINDS, PATTERN_KINDS
+    from mlplane.datasets.pii._policy import POLICIES, PiiPolicy, parse_policy
+    from mlplane.datasets.pii._report import ColumnFinding, PiiReport
+    from mlplane.datasets.pii._scanner import PiiScanner, detect_columns
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HINT_KINDS",

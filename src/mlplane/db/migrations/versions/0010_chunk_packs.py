@@ -18,10 +18,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("chunks") as batch:
         batch.add_column(sa.Column("pack_offset", sa.BigInteger(), nullable=True))
-    op.create_index("ix_chunks_blob", "chunks", ["blob"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_chunks_blob", table_name="chunks")
     with op.batch_alter_table("chunks") as batch:
         batch.drop_column("pack_offset")
