@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import blake3
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 
 from mlplane import projects
 from mlplane.blobs.store import PREFIX
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # the table pass (pandas, pyarrow, DuckDB) loads on the first
     from mlplane.datasets.pii import PiiPolicy
 
 _FILE_TABLE: Table = DatasetFileRow.__table__  # type: ignore[assignment]
-"""Core inserts: no ORM work per file row (a version can list 100,000 files)."""
+"""Driver inserts: no ORM work per file row (a version can list 100,000 files)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,249}$")
 
 
@@ -338,18 +338,24 @@ class AddingMixin:
             for f in files:
                 table = passed.tables.get(f.rel)
                 rows.append(
-                    {
-                        "version_id": row.id,
-                        "path": f.rel,
-                        "size": f.size,
-                        "digest": f.digest,
-                        "chunks": json.dumps([[r.digest, r.size] for r in f.refs]),
-                        "profile": profile_mod.to_json(table.profile) if table else None,
-                        "pii": table.pii.to_json() if table else None,
-                    }
+                    (
+                        row.id,
+                        f.rel,
+                        f.size,
+                        f.digest,
+                        json.dumps([[r.digest, r.size] for r in f.refs]),
+                        profile_mod.to_json(table.profile) if table else None,
+                        table.pii.to_json() if table else None,
+                    )
                 )
-            for i in range(0, len(rows), 5000):
-                s.execute(insert(_FILE_TABLE), rows[i : i + 5000])
+            # Plain driver statements: a version can list 100,000 files.
+            mark = "?" if self._db.is_sqlite else "%s"
+            sql = (
+                f"INSERT INTO {_FILE_TABLE.name} "
+                "(version_id, path, size, digest, chunks, profile, pii) "
+                f"VALUES ({', '.join([mark] * 7)})"
+            )
+            s.connection().exec_driver_sql(sql, rows)
             s.merge(DatasetTagRow(dataset_id=ds.id, tag="latest", version=row.version))
             self._guard.audit(
                 s,
@@ -422,14 +428,21 @@ def _cached_digests(
     keys = {k: (rel, st) for k, (rel, _), st in zip(resolved, files, stats, strict=True)}
     tag = _policy_tag(policy_json) if policy_json else None
     masked = {f"{k}\0pii:{tag}": k for k in resolved} if tag else {}
-    found: dict[str, HashCacheRow] = {}
+    found: dict[str, Any] = {}
     listed = list(keys) + list(masked)
+    mark = "?" if db.is_sqlite else "%s"
+    table = HashCacheRow.__tablename__
+    # Plain driver statements: ORM rows for 100,000 files cost more than the lookup.
     with db.read() as s:
-        for i in range(0, len(listed), 500):
-            for r in s.execute(
-                select(HashCacheRow.__table__).where(HashCacheRow.path.in_(listed[i : i + 500]))
-            ):
-                found[r.path] = r
+        run = s.connection().exec_driver_sql
+        for i in range(0, len(listed), 900):
+            part = tuple(listed[i : i + 900])
+            sql = (
+                f"SELECT path, size, mtime_ns, inode, digest, chunks FROM {table} "
+                f"WHERE path IN ({', '.join([mark] * len(part))})"
+            )
+            for r in run(sql, part):
+                found[r[0]] = r
     for mkey, key in masked.items():
         if mkey in found:  # the file as the policy rewrote it
             found[key] = found[mkey]
@@ -438,10 +451,12 @@ def _cached_digests(
         hit = found.get(key)
         if hit is None:
             return None
-        if (hit.size, hit.mtime_ns, hit.inode) != (st.st_size, st.st_mtime_ns, st.st_ino):
+        _, size, mtime_ns, inode, digest, chunks = hit
+        if (size, mtime_ns, inode) != (st.st_size, st.st_mtime_ns, st.st_ino):
             return None
-        # The stored size (of the masked copy, when the policy rewrote the file).
-        out.append((rel, sum(n for _, n in json.loads(hit.chunks)), hit.digest))
+        # The stored size: the masked copy's, when the policy rewrote the file.
+        stored = size if hit[0] == key else sum(n for _, n in json.loads(chunks))
+        out.append((rel, stored, digest))
     return out
 
 

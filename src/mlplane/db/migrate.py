@@ -9,14 +9,15 @@ write one database with different ideas of its shape.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from mlplane.db.engine import Database
 from mlplane.errors import SchemaOutdated
+
+if TYPE_CHECKING:  # Alembic loads only to migrate: checking the revision is one query
+    from alembic.config import Config
 
 HEAD_REVISION = "0010_chunk_packs"
 """The newest revision; a test pins it to the head of the shipped scripts."""
@@ -32,12 +33,16 @@ def alembic_config(db: Database) -> Config:
 
 
 def script_head() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_script_config()).get_current_head()
     assert head is not None
     return head
 
 
 def _script_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     return cfg
@@ -54,6 +59,8 @@ def current_revision(db: Database) -> str | None:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` (``mlplane db upgrade``)."""
+    from alembic import command
+
     cfg = alembic_config(db)
     with db._write_engine.connect() as conn:
         if db.dialect == "postgresql":
