@@ -35,6 +35,7 @@ from mlplane.datasets.storing import (
     StoredFile,
     cache_keys,
     cache_keys_and_stats,
+    chunks_json,
     store_files,
 )
 from mlplane.datasets.tables import (
@@ -254,7 +255,7 @@ class AddingMixin:
                         mtime_ns=st.st_mtime_ns,
                         inode=st.st_ino,
                         digest=f.digest,
-                        chunks=json.dumps([[r.digest, r.size] for r in f.refs]),
+                        chunks=chunks_json(f.refs),
                     )
                 )
 
@@ -343,7 +344,7 @@ class AddingMixin:
                         f.rel,
                         f.size,
                         f.digest,
-                        json.dumps([[r.digest, r.size] for r in f.refs]),
+                        chunks_json(f.refs),
                         profile_mod.to_json(table.profile) if table else None,
                         table.pii.to_json() if table else None,
                     )

@@ -135,30 +135,24 @@ class DataService(AddingMixin, SamplingMixin):
                 )
             )
         )
-        listed = (
-            [
-                DatasetFile(
-                    path=f.path,
-                    size=f.size,
-                    digest=f.digest,
-                    profile=profile_mod.from_json(f.profile) if f.profile else None,
-                    pii=PiiReport.from_json(f.pii) if f.pii else None,
-                )
-                for f in s.execute(
-                    select(
-                        DatasetFileRow.path,
-                        DatasetFileRow.size,
-                        DatasetFileRow.digest,
-                        DatasetFileRow.profile,
-                        DatasetFileRow.pii,
+        listed: list[DatasetFile] = []
+        if files:
+            # Driver rows, not ORM rows: a version can list 100,000 files.
+            cols = ("path", "size", "digest", "profile", "pii")
+            sql = (
+                f"SELECT {', '.join(cols)} FROM {DatasetFileRow.__tablename__} "
+                f"WHERE version_id = {'?' if self._db.is_sqlite else '%s'} ORDER BY path"
+            )
+            for path, size, digest, profile, pii in s.connection().exec_driver_sql(sql, (row.id,)):
+                listed.append(
+                    DatasetFile(
+                        path,
+                        size,
+                        digest,
+                        profile_mod.from_json(profile) if profile else None,
+                        PiiReport.from_json(pii) if pii else None,
                     )
-                    .where(DatasetFileRow.version_id == row.id)
-                    .order_by(DatasetFileRow.path)
                 )
-            ]
-            if files
-            else []
-        )
         return DatasetVersion(
             name=ds.name,
             version=row.version,

@@ -47,6 +47,12 @@ class StoreResult:
     rehashed: int = 0
 
 
+def chunks_json(refs: Sequence[ChunkRef]) -> str:
+    """A file's chunk list as stored, ``[["<digest>", size], ...]``: written by hand, since
+    ``json.dumps`` per file costs seconds for 100,000 files (digests need no escaping)."""
+    return "[" + ",".join(f'["{r.digest}",{r.size}]' for r in refs) + "]"
+
+
 def file_digest(refs: Sequence[ChunkRef]) -> str:
     """A file's digest: BLAKE3 over its ordered chunk digests."""
     return PREFIX + blake3.blake3("\n".join(r.digest for r in refs).encode()).hexdigest()
@@ -118,7 +124,7 @@ def store_files(
                     "mtime_ns": st.st_mtime_ns,
                     "inode": st.st_ino,
                     "digest": digest,
-                    "chunks": json.dumps([[r.digest, r.size] for r in file_refs]),
+                    "chunks": chunks_json(file_refs),
                 }
             )
     for i, ((rel, _), st, found) in enumerate(zip(files, stats, refs, strict=True)):
