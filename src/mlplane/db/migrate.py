@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from mlplane.db.engine import Database
 from mlplane.errors import SchemaOutdated
 
-HEAD_REVISION = "0007_registry"
+HEAD_REVISION = "0009_mlflow_registry"
 """The newest revision; a test pins it to the head of the shipped scripts."""
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
