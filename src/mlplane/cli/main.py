@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from mlplane._version import __version__
 from mlplane.cli import _common, data, data_tools, db, experiments, models, quickstart, runs, server
+from mlplane.cli.importers import app as import_app
 from mlplane.errors import MlplaneError
 
 
@@ -86,6 +87,7 @@ app.add_typer(
     help="Model registry: ls, show, versions, promote, policy, card, lineage, scan, "
     "package, export, serve, keygen.",
 )
+app.add_typer(import_app, name="import", help="Import history from another tool (mlflow).")
 app.command("gc")(data_tools.gc)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)

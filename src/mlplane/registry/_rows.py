@@ -9,7 +9,13 @@ from sqlalchemy import func, select
 
 from mlplane.registry import policy as policy_mod
 from mlplane.registry.entities import ModelFile, ModelVersion, RegisteredModel
-from mlplane.registry.tables import ModelAliasRow, ModelRow, ModelTagRow, ModelVersionRow
+from mlplane.registry.tables import (
+    ModelAliasRow,
+    ModelRow,
+    ModelTagRow,
+    ModelVersionRow,
+    RegisteredModelTagRow,
+)
 
 
 def version_entity(s: Any, model: ModelRow, row: ModelVersionRow, project: str) -> ModelVersion:
@@ -50,6 +56,10 @@ def version_entity(s: Any, model: ModelRow, row: ModelVersionRow, project: str) 
         created_at=row.created_at,
         created_by=row.created_by,
         pickle=bool(info.get("pickle", False)),
+        stage=row.stage or "None",
+        source=row.source,
+        logged_model_id=row.logged_model_id,
+        updated_at=row.updated_at,
     )
 
 
@@ -75,4 +85,11 @@ def model_entity(s: Any, model: ModelRow, project: str) -> RegisteredModel:
         aliases=aliases,
         protected_aliases=json.loads(model.protected_aliases),
         policy=policy_mod.parse_policy(model.policy),
+        tags=dict(
+            s.execute(
+                select(RegisteredModelTagRow.key, RegisteredModelTagRow.value).where(
+                    RegisteredModelTagRow.model_id == model.id
+                )
+            ).all()
+        ),
     )

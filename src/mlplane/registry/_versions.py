@@ -66,6 +66,7 @@ class VersionsMixin:
             _, model = self._model(s, p, name, project, Permission.WRITE, "model.tag")
             row = self._version_row(s, model, selector)
             s.merge(ModelTagRow(version_id=row.id, key=key, value=str(value)))
+            row.updated_at = now_ms()
 
     def update_card(
         self,

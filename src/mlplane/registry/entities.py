@@ -74,6 +74,12 @@ class ModelVersion:
     created_by: str
     pickle: bool = False
     """Stored with pickle (scanned) because no safe format could hold it."""
+    stage: str = "None"
+    """MLflow's deprecated stage (None, Staging, Production, Archived)."""
+    source: str | None = None
+    """Where the files were copied from (an MLflow source URI); None when uploaded."""
+    logged_model_id: str | None = None
+    updated_at: int | None = None
 
     @property
     def ref(self) -> str:
@@ -96,6 +102,7 @@ class RegisteredModel:
     aliases: dict[str, int]
     protected_aliases: list[str]
     policy: PromotionPolicy
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from mlplane.projects import service as project_rows
 from mlplane.projects.tables import ProjectRow
 from mlplane.registry import integrity, uri
 from mlplane.registry import policy as policy_mod
+from mlplane.registry._manage import ManageMixin
+from mlplane.registry._mlflow import MlflowFolderMixin
 from mlplane.registry._rows import model_entity, version_entity
 from mlplane.registry._versions import VersionsMixin
 from mlplane.registry.entities import ModelFile, ModelVersion, RegisteredModel
@@ -47,7 +49,7 @@ class _Key:
     required: bool
 
 
-class RegistryService(VersionsMixin):
+class RegistryService(VersionsMixin, ManageMixin, MlflowFolderMixin):
     """Registered models over the metadata database and the chunk store."""
 
     def __init__(
@@ -160,6 +162,8 @@ class RegistryService(VersionsMixin):
         description: str = "",
         tags: Mapping[str, str] | None = None,
         allow_unknown: bool = False,
+        source: str | None = None,
+        logged_model_id: str | None = None,
     ) -> ModelVersion:
         """Register a version folder (written by the SDK, here or on a client).
 
@@ -167,6 +171,9 @@ class RegistryService(VersionsMixin):
         refuses the version; an ``unknown`` one needs ``allow_unknown`` from a project
         admin (audited). Files are hashed, the manifest signed when the project has a
         key, and the files stored encrypted before the version row is written.
+
+        ``source`` and ``logged_model_id`` say where the files were copied from (the MLflow
+        API's source URI and MLflow 3 logged model), kept with the version.
 
         Raises:
             UnsafeArtifact: the scan found code execution, or could not tell.
@@ -209,6 +216,8 @@ class RegistryService(VersionsMixin):
             description=description,
             tags=dict(tags or {}),
             override=p.name if verdict == "unknown" else None,
+            source=source,
+            logged_model_id=logged_model_id,
         )
 
     def _run_data(
@@ -280,6 +289,7 @@ class RegistryService(VersionsMixin):
                     updated_at=now,
                     protected_aliases='["champion"]',
                     policy="{}",
+                    version_seq=0,
                 )
                 s.add(model)
                 s.flush()
@@ -288,9 +298,12 @@ class RegistryService(VersionsMixin):
                     ModelVersionRow.model_id == model.id
                 )
             )
+            # Past the highest number ever given out: a deleted version's number stays retired.
+            number = max(newest or 0, model.version_seq or 0) + 1
+            model.version_seq = number
             row = ModelVersionRow(
                 model_id=model.id,
-                version=(newest or 0) + 1,
+                version=number,
                 run_id=fields["run_id"],
                 flavor=built.flavor,
                 info=json.dumps(built.info, default=str),
@@ -311,6 +324,9 @@ class RegistryService(VersionsMixin):
                 size=sum(f.size for f in built.files),
                 created_at=now,
                 created_by=p.name,
+                stage="None",
+                source=fields.get("source"),
+                logged_model_id=fields.get("logged_model_id"),
             )
             s.add(row)
             model.updated_at = now
@@ -403,8 +419,6 @@ class RegistryService(VersionsMixin):
         signature is verified when the project has a signing key (required: unsigned
         versions are refused). Any mismatch raises ``TamperedArtifact`` and is audited.
         """
-        from mlplane.blobs.chunks import ChunkRef
-
         name, selector = uri.parse(ref)
         with self._guard.unit(write=True) as s:  # a load is an audited read
             proj, model = self._model(s, p, name, project, Permission.READ, "model.load")
@@ -415,7 +429,33 @@ class RegistryService(VersionsMixin):
             signature = row.manifest_signature
             project_id = proj.id
             self._guard.audit(s, p, "model.load", f"model/{version.ref}", project_id)
-        folder = self._cache / row.manifest_sha256
+        folder = self._materialize(row.manifest_sha256, stored)
+        try:
+            integrity.verify_files(folder, version.files, version.ref)
+            self._verify_signature(project_id, version, signature)
+        except Exception as exc:
+            self._refused_load(p, version, project_id, exc)
+            raise
+        return version, folder, info
+
+    def _refused_load(
+        self, p: Principal, version: ModelVersion, project_id: int, exc: Exception
+    ) -> None:
+        with self._guard.unit(write=True) as s:
+            self._guard.audit(
+                s,
+                p,
+                "model.load.refused",
+                f"model/{version.ref}",
+                project_id,
+                details={"reason": str(exc)[:500]},
+            )
+
+    def _materialize(self, manifest_sha256: str, stored: list[dict[str, Any]]) -> Path:
+        """The version's files in the local cache (named by the manifest digest), unverified."""
+        from mlplane.blobs.chunks import ChunkRef
+
+        folder = self._cache / manifest_sha256
         if not (folder / ".complete").exists():
             tmp = self._cache / f".tmp-{uuid.uuid4().hex}"
             try:
@@ -432,21 +472,7 @@ class RegistryService(VersionsMixin):
                         raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            integrity.verify_files(folder, version.files, version.ref)
-            self._verify_signature(project_id, version, signature)
-        except Exception as exc:
-            with self._guard.unit(write=True) as s:
-                self._guard.audit(
-                    s,
-                    p,
-                    "model.load.refused",
-                    f"model/{version.ref}",
-                    project_id,
-                    details={"reason": str(exc)[:500]},
-                )
-            raise
-        return version, folder, info
+        return folder
 
     def _verify_signature(self, project_id: int, v: ModelVersion, signature: bytes | None) -> None:
         key = self._key(project_id)

@@ -31,6 +31,9 @@ class ModelRow(Base):
     """JSON list: aliases only an approver may move, and only through the policy."""
     policy: Mapped[str] = mapped_column(Text, default="{}")
     """JSON :class:`PromotionPolicy`."""
+    version_seq: Mapped[int] = mapped_column(Integer, default=0)
+    """The highest version number ever given out: a deleted version's number is never reused,
+    so ``models:/name/3`` can never come to mean other files."""
 
     __table_args__ = (UniqueConstraint("project_id", "name"),)
 
@@ -70,6 +73,14 @@ class ModelVersionRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """Last change of description, stage or tags; None: never changed since creation."""
+    stage: Mapped[str] = mapped_column(String(20), default="None")
+    """MLflow's (deprecated) stage: None, Staging, Production or Archived."""
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Where the files were copied from (an MLflow source URI), if not uploaded directly."""
+    logged_model_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The MLflow 3 logged model (``m-…``) the files came from, if any."""
 
     __table_args__ = (
         UniqueConstraint("model_id", "version"),
@@ -92,6 +103,16 @@ class ModelTagRow(Base):
 
     version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RegisteredModelTagRow(Base):
+    __tablename__ = "registered_model_tags"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
     )
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from mlplane._version import __version__
 from mlplane.config import Settings, load_settings
 from mlplane.db.migrate import HEAD_REVISION, current_revision
-from mlplane.server import errors
+from mlplane.server import errors, mlflow_api
 from mlplane.server.observability import Metrics, MetricsMiddleware
 from mlplane.server.routers import datasets, models, tracking
 from mlplane.services import Services
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(tracking.router)
     app.include_router(datasets.router)
     app.include_router(models.router)
+    mlflow_api.install(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

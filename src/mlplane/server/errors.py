@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlplane import errors
@@ -29,6 +29,8 @@ STATUS: dict[type[errors.MlplaneError], int] = {
 """Every error class and its status; a test checks no class is missing."""
 
 PROBLEM = "application/problem+json"
+MLFLOW_PATHS = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/3.0/mlflow")
+"""Paths of MLflow's API, whose clients expect MLflow's error bodies, not problem+json."""
 
 
 def problem(status: int, title: str, detail: str, code: str, **extra: object) -> JSONResponse:
@@ -65,7 +67,12 @@ def install(app: FastAPI) -> None:
         return problem(422, "InvalidInput", "; ".join(parts) or "invalid request", "INVALID_INPUT")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(MLFLOW_PATHS):
+            # Stock MLflow clients read only MLflow's error body (ENDPOINT_NOT_FOUND here).
+            from mlplane.server.mlflow_api._wire import error_for
+
+            return error_for(exc)
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
             exc.status_code, "HTTP_ERROR"
         )

@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from mlplane.db.engine import now_ms
 from mlplane.errors import InvalidInput, NotFound
 from mlplane.security import Permission, Principal
 from mlplane.tracking import validation as check
 from mlplane.tracking._base import ServiceBase
-from mlplane.tracking.entities import (
-    ArtifactInfo,
-)
-from mlplane.tracking.tables import (
-    ArtifactRow,
-)
+from mlplane.tracking.entities import ArtifactInfo
+from mlplane.tracking.tables import ArtifactRow
+
+
+def under(
+    column: ColumnElement[str] | InstrumentedAttribute[str], prefix: str
+) -> ColumnElement[bool]:
+    """Paths strictly below the folder ``prefix`` (LIKE with its wildcards escaped)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped + "/%", escape="\\")
+
+
+def listing(
+    rows: Iterable[Sequence[Any]], prefix: str, *, recursive: bool = False
+) -> list[ArtifactInfo]:
+    """``(path, size, digest)`` rows below ``prefix`` as files and folders directly under it
+    (or every file, when recursive)."""
+    if recursive:
+        return [ArtifactInfo(path=r[0], is_dir=False, size=r[1], digest=r[2]) for r in rows]
+    base = len(prefix) + 1 if prefix else 0
+    out: dict[str, ArtifactInfo] = {}
+    for apath, size, digest in rows:
+        head, sep, _ = apath[base:].partition("/")
+        full = (prefix + "/" + head) if prefix else head
+        if sep:
+            out.setdefault(full, ArtifactInfo(path=full, is_dir=True))
+        else:
+            out[full] = ArtifactInfo(path=full, is_dir=False, size=size, digest=digest)
+    return list(out.values())
 
 
 class ArtifactsMixin(ServiceBase):
@@ -60,22 +84,26 @@ class ArtifactsMixin(ServiceBase):
                 ArtifactRow.run_id == run_id
             )
             if prefix:
-                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                q = q.where(ArtifactRow.path.like(escaped + "/%", escape="\\"))
+                q = q.where(under(ArtifactRow.path, prefix))
             rows = s.execute(q.order_by(ArtifactRow.path)).all()
-        base = len(prefix) + 1 if prefix else 0
-        if recursive:
-            return [ArtifactInfo(path=r[0], is_dir=False, size=r[1], digest=r[2]) for r in rows]
-        out: dict[str, ArtifactInfo] = {}
-        for apath, size, digest in rows:
-            rest = apath[base:]
-            head, sep, _ = rest.partition("/")
-            full = (prefix + "/" + head) if prefix else head
-            if sep:
-                out.setdefault(full, ArtifactInfo(path=full, is_dir=True))
-            else:
-                out[full] = ArtifactInfo(path=full, is_dir=False, size=size, digest=digest)
-        return list(out.values())
+        return listing(rows, prefix, recursive=recursive)
+
+    def delete_artifacts(self, p: Principal, run_id: str, path: str | None = None) -> int:
+        """Remove the file ``path``, or every file below the folder ``path`` (all without one).
+
+        Returns how many files went; their blobs go at garbage collection.
+        """
+        prefix = check.artifact_path(path, allow_root=True)
+        with self._guard.unit(write=True) as s:
+            _, proj = self._writable_run(s, p, run_id, "artifact.delete")
+            q = delete(ArtifactRow).where(ArtifactRow.run_id == run_id)
+            if prefix:
+                q = q.where(or_(ArtifactRow.path == prefix, under(ArtifactRow.path, prefix)))
+            gone = s.execute(q).rowcount  # type: ignore[attr-defined]
+            self._guard.audit(
+                s, p, "artifact.delete", f"run/{run_id}", proj.id, details={"path": prefix}
+            )
+        return int(gone or 0)
 
     def open_artifact(self, p: Principal, run_id: str, path: str) -> tuple[ArtifactInfo, BinaryIO]:
         """A file artifact's description and a stream of its bytes."""

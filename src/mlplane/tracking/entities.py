@@ -142,3 +142,49 @@ class ExperimentPage:
 TAG_NOTE = "mlplane.note"
 TAG_PREFIX_SYSTEM = "mlplane."
 """Tags under this prefix are written by mlplane itself (context capture, notes)."""
+
+
+class LoggedModelStatus(StrEnum):
+    """MLflow 3's logged-model states: PENDING while its files upload, then READY or FAILED."""
+
+    PENDING = "PENDING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetric:
+    """A metric point linked to a logged model, with the run and dataset it was measured on."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int = 0
+    run_id: str | None = None
+    dataset_name: str = ""
+    dataset_digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedModel:
+    model_id: str
+    experiment_id: str
+    name: str
+    artifact_location: str
+    status: str
+    creation_time: int
+    last_update_time: int
+    model_type: str = ""
+    source_run_id: str | None = None
+    status_message: str = ""
+    lifecycle_stage: str = "active"
+    created_by: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[ModelMetric] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedModelPage:
+    models: list[LoggedModel]
+    next_page_token: str | None = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from mlplane import projects
 from mlplane.db.engine import now_ms
@@ -12,7 +12,7 @@ from mlplane.errors import AlreadyExists, Conflict, NotFound
 from mlplane.projects import service as project_rows
 from mlplane.projects.tables import ProjectRow
 from mlplane.security import Permission, Principal, allowed
-from mlplane.tracking import _rows
+from mlplane.tracking import _rows, experiment_search
 from mlplane.tracking import validation as check
 from mlplane.tracking._base import ServiceBase, decode_page_token, encode_page_token, stage_filter
 from mlplane.tracking.entities import (
@@ -110,10 +110,18 @@ class ExperimentsMixin(ServiceBase):
         project: str | None = None,
         max_results: int = 1000,
         page_token: str | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
     ) -> ExperimentPage:
-        """Experiments the caller may read, newest first."""
+        """Experiments the caller may read, newest first unless ``order_by`` says otherwise.
+
+        ``filter_string`` and ``order_by`` take MLflow's experiment-search syntax
+        (:mod:`mlplane.tracking.experiment_search`), e.g. ``"name LIKE 'fraud-%' AND
+        tags.team = 'risk'"`` and ``["last_update_time DESC"]``.
+        """
         check.max_results(max_results)
         offset = decode_page_token(page_token)
+        clauses = experiment_search.parse_filter(filter_string)
         with self._guard.unit(write=False) as s:
             q = select(ExperimentRow, ProjectRow.name).join(
                 ProjectRow, ProjectRow.id == ExperimentRow.project_id
@@ -125,10 +133,19 @@ class ExperimentsMixin(ServiceBase):
                 q = q.where(ProjectRow.name == project)
             q = q.order_by(ExperimentRow.creation_time.desc(), ExperimentRow.id.desc())
             rows = [(row, proj) for row, proj in s.execute(q) if allowed(p, Permission.READ, proj)]
-            page = rows[offset : offset + max_results]
-            tags = _rows.experiment_tags(s, [r.id for r, _ in page])
-            exps = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in page]
-            more = offset + max_results < len(rows)
+            if not clauses and not order_by:
+                page = rows[offset : offset + max_results]
+                tags = _rows.experiment_tags(s, [r.id for r, _ in page])
+                exps = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in page]
+                more = offset + max_results < len(rows)
+            else:
+                # Filtering and ordering need every candidate's tags before the page is cut.
+                tags = _rows.experiment_tags(s, [r.id for r, _ in rows])
+                found = [_rows.experiment(r, proj, tags.get(r.id, {})) for r, proj in rows]
+                found = [e for e in found if experiment_search.matches(e, clauses)]
+                found = experiment_search.sort(found, order_by)
+                exps = found[offset : offset + max_results]
+                more = offset + max_results < len(found)
             return ExperimentPage(exps, encode_page_token(offset + max_results) if more else None)
 
     def update_experiment(
@@ -174,6 +191,20 @@ class ExperimentsMixin(ServiceBase):
             row, proj = self._experiment_scope(s, eid)
             self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
             s.merge(ExperimentTagRow(experiment_id=eid, key=key, value=tags[key]))
+            row.last_update_time = now_ms()
+
+    def delete_experiment_tag(self, p: Principal, experiment_id: str, key: str) -> None:
+        eid = check.experiment_id(experiment_id)
+        with self._guard.unit(write=True) as s:
+            row, proj = self._experiment_scope(s, eid)
+            self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")
+            gone = s.execute(
+                delete(ExperimentTagRow).where(
+                    ExperimentTagRow.experiment_id == eid, ExperimentTagRow.key == key
+                )
+            )
+            if gone.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"experiment {eid} has no tag {key!r}")
             row.last_update_time = now_ms()
 
     def delete_experiment(self, p: Principal, experiment_id: str) -> None:

@@ -22,7 +22,6 @@ from mlplane.security import Permission, Principal
 from mlplane.tracking import _rows, ingest, search, search_sql
 from mlplane.tracking import validation as check
 from mlplane.tracking._base import ServiceBase, decode_page_token, encode_page_token
-from mlplane.tracking.artifacts import ArtifactsMixin
 from mlplane.tracking.entities import (
     TAG_NOTE,
     LifecycleStage,
@@ -38,8 +37,10 @@ from mlplane.tracking.entities import (
 from mlplane.tracking.experiments import ExperimentsMixin
 from mlplane.tracking.tables import (
     ArtifactRow,
+    ArtifactUploadPartRow,
     ExperimentRow,
     LatestMetricRow,
+    LoggedModelArtifactRow,
     MetricKeyRow,
     MetricRow,
     ParamRow,
@@ -47,10 +48,16 @@ from mlplane.tracking.tables import (
     RunRow,
     TagRow,
 )
+from mlplane.tracking.uploads import UploadsMixin
 
 
-class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
-    """Experiments and runs over the metadata database and the blob store."""
+class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
+    """Experiments and runs over the metadata database and the blob store.
+
+    ``UploadsMixin`` brings the run artifacts, MLflow 3's logged models and their files,
+    and multipart uploads (:mod:`.artifacts`, :mod:`.logged_models`, :mod:`.model_artifacts`,
+    :mod:`.uploads`).
+    """
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -275,9 +282,14 @@ class TrackingService(ExperimentsMixin, ArtifactsMixin, ServiceBase):
                 )
 
     def referenced_blobs(self) -> set[str]:
-        """Blob digests that artifacts name (garbage collection keeps them)."""
+        """Blob digests that artifacts, logged models' files and upload parts name (garbage
+        collection keeps them)."""
         with self._db.read() as s:
-            return set(s.scalars(select(ArtifactRow.digest).distinct()))
+            return {
+                d
+                for table in (ArtifactRow, LoggedModelArtifactRow, ArtifactUploadPartRow)
+                for d in s.scalars(select(table.digest).distinct())
+            }
 
     def runs_reading(
         self, p: Principal, kind: str, name: str, version: str, *, project: str

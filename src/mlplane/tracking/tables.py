@@ -159,3 +159,105 @@ class RunInputRow(Base):
         Index("ix_run_inputs_run", "run_id"),
         Index("ix_run_inputs_name_version", "kind", "name", "version"),
     )
+
+
+# -- MLflow 3 logged models ------------------------------------------------------------------
+# A logged model is an experiment's model, usually made by a run (``source_run_id``, not a
+# foreign key: purging the run leaves the model). Its files live in
+# ``logged_model_artifacts`` exactly as a run's live in ``artifacts``.
+
+
+class LoggedModelRow(Base):
+    __tablename__ = "logged_models"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    name: Mapped[str] = mapped_column(String(500))
+    model_type: Mapped[str] = mapped_column(String(500), default="")
+    source_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active")
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    creation_time: Mapped[int] = mapped_column(BigInteger)
+    last_update_time: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_logged_models_experiment_created", "experiment_id", "creation_time"),
+        Index("ix_logged_models_source_run", "source_run_id"),
+    )
+
+
+class LoggedModelTagRow(Base):
+    __tablename__ = "logged_model_tags"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LoggedModelParamRow(Base):
+    __tablename__ = "logged_model_params"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LoggedModelMetricRow(Base):
+    """A metric point linked to a model (MLflow's ``Metric.model_id``), newest per key wins."""
+
+    __tablename__ = "logged_model_metrics"
+
+    id: Mapped[int] = mapped_column(_BIGINT_ID, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("logged_models.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    dataset_name: Mapped[str] = mapped_column(String(500), default="")
+    dataset_digest: Mapped[str] = mapped_column(String(100), default="")
+
+    __table_args__ = (Index("ix_logged_model_metrics_model_key", "model_id", "key"),)
+
+
+class LoggedModelArtifactRow(Base):
+    __tablename__ = "logged_model_artifacts"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ArtifactUploadRow(Base):
+    """A multipart upload in progress: where the file goes once its parts are complete."""
+
+    __tablename__ = "artifact_uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_kind: Mapped[str] = mapped_column(String(10))  # "run" or "model"
+    owner_id: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(String(1000))
+    num_parts: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ArtifactUploadPartRow(Base):
+    __tablename__ = "artifact_upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("artifact_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)

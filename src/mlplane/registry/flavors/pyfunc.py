@@ -21,6 +21,10 @@ class PyFuncFlavor(Flavor):
     with cloudpickle, which also carries classes and functions defined in a
     notebook or script by value, or with pickle when cloudpickle is missing
     (``info["serializer"]`` says which). ``info["class"]`` names the model's class.
+
+    A model registered through MLflow's API is a pyfunc of format ``"mlflow"``: the
+    folder MLflow wrote, loaded with ``mlflow.pyfunc`` (the ``mlflow`` or
+    ``mlflow-skinny`` distribution must be installed where it is loaded).
     """
 
     name = "pyfunc"
@@ -44,4 +48,19 @@ class PyFuncFlavor(Flavor):
         )
 
     def load(self, folder: Path, info: Mapping[str, Any]) -> Any:
+        if info.get("format") == "mlflow":
+            return _load_mlflow(folder)
         return load_pickle(folder / _FILE)
+
+
+def _load_mlflow(folder: Path) -> Any:
+    try:
+        import mlflow.pyfunc
+    except ImportError:
+        from mlplane.errors import InvalidInput
+
+        raise InvalidInput(
+            "this version was registered through MLflow's API; loading it needs MLflow: "
+            "pip install mlflow-skinny"
+        ) from None
+    return mlflow.pyfunc.load_model(str(folder))

@@ -1,7 +1,7 @@
 """Small chunks share pack blobs: a chunk row names its blob and, in a pack, its offset.
 
 Revision ID: 0010_chunk_packs
-Revises: 0007_registry
+Revises: 0009_mlflow_registry
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_chunk_packs"
-down_revision = "0007_registry"
+down_revision = "0009_mlflow_registry"
 branch_labels = None
 depends_on = None
 
