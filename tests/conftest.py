@@ -62,7 +62,14 @@ def _isolated_home(
     """No test ever touches ~/.mlplane, and the fluent API starts fresh each test."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("MLPLANE_HOME", str(home))
-    for var in ("MLPLANE_URI", "MLPLANE_DB_URL", "MLPLANE_ARTIFACTS_URL", "MLPLANE_CONFIG"):
+    for var in (
+        "MLPLANE_URI",
+        "MLPLANE_DB_URL",
+        "MLPLANE_ARTIFACTS_URL",
+        "MLPLANE_CONFIG",
+        "MLPLANE_TOKEN",
+        "MLPLANE_AUTH",
+    ):
         monkeypatch.delenv(var, raising=False)
     fluent.set_tracking_uri(None)
     yield
@@ -96,7 +103,9 @@ class ServerProcess:
         self.sock.set_inheritable(True)
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "MLPLANE_HOME": str(home), **(env or {})}
+        # Test servers bind loopback and run without authentication unless ``env`` asks
+        # for it (MLPLANE_AUTH=token): tests/security covers authentication end to end.
+        full_env = {**os.environ, "MLPLANE_HOME": str(home), "MLPLANE_AUTH": "none", **(env or {})}
         full_env.pop("MLPLANE_URI", None)
         self.log = open(home / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     buffer_max_points: int = Field(default=2_000_000, gt=0)
     retry_max_s: float = Field(default=60.0, ge=0)
     http_timeout_s: float = Field(default=60.0, gt=0)
+
+    auth: Literal["token", "none"] = "token"
+    """How the server authenticates callers: ``token`` (API tokens, as Bearer or as the
+    Basic password), or ``none`` (every caller acts as admin; loopback binds only)."""
 
     max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_batch_points: int = Field(default=200_000, gt=0)

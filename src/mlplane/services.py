@@ -16,6 +16,7 @@ from mlplane.datasets.service import DataService
 from mlplane.db import Database, ensure_schema
 from mlplane.registry.service import RegistryService
 from mlplane.security import Guard, Principal
+from mlplane.security.identities import IdentityService
 from mlplane.security.keys import KeyRing, provider_for
 from mlplane.tracking.entities import RunInput
 from mlplane.tracking.service import TrackingService
@@ -30,6 +31,7 @@ class Services:
     tracking: TrackingService
     data: DataService
     registry: RegistryService
+    identities: IdentityService
     _chunks: ChunkStore | None = field(default=None, repr=False)
     _keys: KeyRing | None = field(default=None, repr=False)
 
@@ -56,6 +58,7 @@ class Services:
                 cache_dir=settings.home / "cache" / "models",
                 run_reader=tracking.get_run,
             ),
+            identities=IdentityService(db, guard),
         )
         tracking.input_check = services._check_input
         return services

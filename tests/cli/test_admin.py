@@ -58,12 +58,12 @@ def test_server_refuses_an_outdated_schema_up_front(cli: Invoke, home: Path) -> 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
 def test_server_refuses_a_non_loopback_host(cli: Invoke, host: str) -> None:
-    result = cli("server", "--host", host)
+    result = cli("server", "--host", host, "--auth", "none")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {LOOPBACK_ONLY}"
 
 
-def test_server_accepts_only_auth_none(cli: Invoke) -> None:
+def test_server_accepts_only_known_auth_modes(cli: Invoke) -> None:
     result = cli("server", "--auth", "basic")
     assert result.exit_code == 2
     assert "--auth" in result.output
@@ -81,11 +81,16 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_real_server_answers_the_cli_over_http(cli: Invoke, home: Path) -> None:
+def test_real_server_answers_the_cli_over_http(
+    cli: Invoke, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLPLANE_HOME": str(home)}
     env.pop("MLPLANE_URI", None)
+    env.pop("MLPLANE_AUTH", None)  # the default: token authentication
+    made = cli("admin", "bootstrap", "--json")
+    assert made.exit_code == 0, made.output
     log = home.parent / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -113,6 +118,9 @@ def test_real_server_answers_the_cli_over_http(cli: Invoke, home: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        refused = cli("--uri", url, "experiments", "ls")
+        assert refused.exit_code == 1 and "authentication required" in refused.stderr
+        monkeypatch.setenv("MLPLANE_TOKEN", json.loads(made.stdout)["token"])
         created = cli("--uri", url, "experiments", "create", "remote", "--json")
         assert created.exit_code == 0, created.output
         listed = cli("--uri", url, "experiments", "ls", "--json")

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from mlplane._version import __version__
 from mlplane.cli import _common, data, data_tools, db, experiments, models, quickstart, runs, server
+from mlplane.cli.identities import admin_app, tokens_app, users_app
 from mlplane.cli.importers import app as import_app
 from mlplane.errors import MlplaneError
 
@@ -91,6 +92,13 @@ app.add_typer(import_app, name="import", help="Import history from another tool 
 app.command("gc")(data_tools.gc)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)
+app.add_typer(
+    users_app,
+    name="users",
+    help="Users and service accounts: create, ls, grant, revoke-role, disable.",
+)
+app.add_typer(tokens_app, name="tokens", help="API tokens: create, ls, revoke.")
+app.add_typer(admin_app, name="admin", help="Set-up: bootstrap the first platform admin.")
 
 
 def main() -> None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
 import os
 
 import typer
 
-from mlplane.cli._common import print_error, state
+from mlplane.cli._common import info, print_error, state
 from mlplane.config import load_settings
+from mlplane.security.network import is_loopback
+
+__all__ = ["LOOPBACK_ONLY", "is_loopback", "server"]
 
 LOOPBACK_ONLY = (
-    "auth is not configured yet; only loopback addresses are allowed (127.0.0.1, ::1, localhost)"
+    "--auth none lets every caller act as admin, so it binds only to loopback addresses "
+    "(127.0.0.1, ::1, localhost); use token authentication (the default) to listen on others"
 )
 
 
 class AuthMode(enum.StrEnum):
+    TOKEN = "token"
     NONE = "none"
 
 
@@ -29,33 +33,33 @@ class LogLevel(enum.StrEnum):
     TRACE = "trace"
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def server(
     ctx: typer.Context,
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to listen on (loopback only for now)."
+        "127.0.0.1", "--host", help="Address to listen on (loopback only with --auth none)."
     ),
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
     log_level: LogLevel = typer.Option(
         LogLevel.INFO, "--log-level", case_sensitive=False, help="Server log level."
     ),
-    auth: AuthMode = typer.Option(
-        AuthMode.NONE, "--auth", help="Authentication mode; only 'none' until auth arrives."
+    auth: AuthMode | None = typer.Option(
+        None,
+        "--auth",
+        help="'token' (API tokens; default, or MLPLANE_AUTH) or 'none' (everyone is admin; "
+        "loopback only).",
     ),
 ) -> None:
-    """Run the REST server (API, MLflow-compatible API, health and metrics endpoints)."""
-    if not is_loopback(host):
+    """Run the REST server (API, MLflow-compatible API, health and metrics endpoints).
+
+    Every route but /healthz, /readyz, /metrics, /health and /version needs an API token
+    (``mlplane admin bootstrap`` makes the first one)."""
+    mode = AuthMode(auth or load_settings().auth)
+    if mode == AuthMode.NONE and not is_loopback(host):
         print_error(LOOPBACK_ONLY)
         raise typer.Exit(2)
+    # Each worker builds its app from the environment: hand the mode down that way.
+    os.environ["MLPLANE_AUTH"] = mode.value
     import uvicorn
 
     uri = state(ctx).uri
@@ -65,7 +69,12 @@ def server(
     # Fail here, once, with "run mlplane db upgrade" rather than in every worker.
     from mlplane.services import Services  # the whole stack: only when serving
 
-    Services.from_settings(load_settings()).close()
+    services = Services.from_settings(load_settings())
+    try:
+        if mode == AuthMode.TOKEN and not services.identities.has_platform_admin():
+            info("no platform admin yet: run `mlplane admin bootstrap` to create one and a token")
+    finally:
+        services.close()
     uvicorn.run(
         "mlplane.server.app:app_factory",
         factory=True,

@@ -89,6 +89,15 @@ class Guard:
             audit=event,
         )
 
+    def require_platform_admin(self, principal: Principal, *, action: str, resource: str) -> None:
+        """Raise :class:`PermissionDenied` unless ``principal`` is a platform admin."""
+        if principal.is_platform_admin:
+            return
+        event = _event(principal, action, resource, None, "denied", None)
+        raise PermissionDenied(
+            f"{principal.name} must be a platform admin to {action}", audit=event
+        )
+
     def audit(
         self,
         session: Session,

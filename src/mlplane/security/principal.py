@@ -14,12 +14,15 @@ class Principal:
         is_platform_admin: may do anything in any project.
         roles: project name -> role (``viewer``, ``contributor``, ``approver``, ``admin``).
         source: where the call came from (``local``, a client address).
+        scoped: authenticated with a token narrower than its identity (a project or a
+            role cap); such a caller may not mint itself a broader token.
     """
 
     name: str
     is_platform_admin: bool = False
     roles: dict[str, str] = field(default_factory=dict)
     source: str = "local"
+    scoped: bool = False
 
 
 def local_admin(name: str | None = None) -> Principal:

@@ -1,8 +1,9 @@
-"""Rows of the security domain: the audit log (hash chaining arrives with the security issue)."""
+"""Rows of the security domain: identities, their project roles, API tokens, the audit log
+(hash chaining arrives with the rest of the security issue)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlplane.db.base import Base
@@ -22,3 +23,51 @@ class AuditEventRow(Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
 
     __table_args__ = (Index("ix_audit_events_project_time", "project_id", "time"),)
+
+
+class IdentityRow(Base):
+    """A user or a service account; the name is what audit events and run owners show."""
+
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class IdentityRoleRow(Base):
+    """One project role of an identity. Keyed by project name (``*``: every project), the
+    key :attr:`Principal.roles` uses, so a role can be granted before the project exists."""
+
+    __tablename__ = "identity_roles"
+
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("identities.id", ondelete="CASCADE"), primary_key=True
+    )
+    project: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+
+
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 is kept (tokens are 256-bit random, so a fast hash
+    is enough); ``project`` and ``role_cap`` narrow what the identity may do with it."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("identities.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255), default="")
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    project: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    role_cap: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -16,6 +16,7 @@ from mlplane._version import __version__
 from mlplane.config import Settings, load_settings
 from mlplane.db.migrate import HEAD_REVISION, current_revision
 from mlplane.server import errors, mlflow_api
+from mlplane.server.auth import AuthMiddleware
 from mlplane.server.observability import Metrics, MetricsMiddleware
 from mlplane.server.routers import datasets, models, tracking
 from mlplane.services import Services
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = svc
     app.state.settings = settings
     errors.install(app)
+    # Added first, so it runs inside the metrics middleware: refusals are counted too.
+    app.add_middleware(AuthMiddleware, mode=settings.auth, identities=svc.identities)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(tracking.router)
     app.include_router(datasets.router)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from mlplane.errors import Unauthenticated
 from mlplane.security import Principal
+from mlplane.server.auth import SCOPE_KEY
 from mlplane.services import Services
 
 
@@ -13,7 +15,9 @@ def services(request: Request) -> Services:
 
 
 def principal(request: Request) -> Principal:
-    """The caller. With ``--auth none`` (loopback only) every caller acts as admin;
-    token authentication and roles arrive with the security issue, here."""
-    client = request.client.host if request.client else "unknown"
-    return Principal(name="anonymous", is_platform_admin=True, source=client)
+    """The caller, as :class:`~mlplane.server.auth.AuthMiddleware` authenticated it
+    (with ``auth = none``, an admin named ``anonymous``)."""
+    found = request.scope.get(SCOPE_KEY)
+    if not isinstance(found, Principal):
+        raise Unauthenticated("authentication required")
+    return found
