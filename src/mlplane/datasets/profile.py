@@ -56,12 +56,18 @@ class _Hll:
     def update(self, hashes: np.ndarray) -> None:
         if not len(hashes):
             return
-        idx = (hashes >> np.uint64(64 - _HLL_P)).astype(np.int64)
+        idx = (hashes >> np.uint64(64 - _HLL_P)).view(np.int64)
         rest = (hashes << np.uint64(_HLL_P)) | np.uint64(1 << (_HLL_P - 1))  # never zero
-        # Leading zeros of a 64-bit value from its float exponent (vectorised).
-        _, exponent = np.frexp(rest.astype(np.float64))
-        rank = (65 - exponent).clip(1, 64 - _HLL_P + 1).astype(np.uint8)
-        np.maximum.at(self.registers, idx, rank)
+        # Leading zeros of a 64-bit value from the exponent bits of its float64 form. Half
+        # of it as int64 first: NumPy converts int64 to float in SIMD, uint64 one by one.
+        half = (rest >> np.uint64(1)).view(np.int64).astype(np.float64)
+        top = (half.view(np.int64) >> 52) - 1023  # floor(log2(rest)) - 1
+        rank = (63 - top).clip(1, 64 - _HLL_P + 1).astype(np.uint8)
+        # Only values that raise their register matter; after the first batches few do,
+        # and ufunc.at (unbuffered) is slow per element.
+        keep = rank > self.registers[idx]
+        if keep.any():
+            np.maximum.at(self.registers, idx[keep], rank[keep])
 
     def estimate(self) -> int:
         m = float(len(self.registers))
