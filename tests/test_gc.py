@@ -1,4 +1,5 @@
-"""Garbage collection while writers run: every recorded version stays readable."""
+"""Garbage collection while writers run (every recorded version stays readable), and the
+expiry of abandoned multipart artifact uploads."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
 from mlplane.blobs.tables import ChunkRow
 from mlplane.config import load_settings
+from mlplane.errors import NotFound
 from mlplane.gc import collect_garbage
 from mlplane.security import local_admin
 from mlplane.services import Services
+from mlplane.tracking.tables import ArtifactUploadPartRow, ArtifactUploadRow
 
 ME = local_admin("tester")
 
@@ -53,5 +57,50 @@ def test_gc_racing_adds_that_reuse_old_orphan_chunks(tmp_path: Path) -> None:
         for i, f in enumerate(files):
             out = svc.data.materialize(ME, f"d{i}@1", tmp_path / f"out{i}")
             assert (out / f.name).read_bytes() == f.read_bytes()
+    finally:
+        svc.close()
+
+
+def _upload_part(svc: Services, upload_id: str, number: int, folder: Path) -> str:
+    part = folder / f"{upload_id}-{number}.bin"
+    part.write_bytes(os.urandom(64_000))
+    return svc.tracking.put_upload_part(upload_id, number, part)
+
+
+def test_gc_expires_abandoned_multipart_uploads(tmp_path: Path) -> None:
+    svc = Services.from_settings(load_settings(home=tmp_path / "home", upload_expiry_s=3600))
+    try:
+        exp = svc.tracking.create_experiment(ME, "uploads")
+        run_id = svc.tracking.create_run(ME, exp).info.run_id
+        abandoned = svc.tracking.create_upload(ME, "run", run_id, "big/abandoned.bin", 2)
+        old_parts = [_upload_part(svc, abandoned, n, tmp_path) for n in (1, 2)]
+        live = svc.tracking.create_upload(ME, "run", run_id, "big/live.bin", 1)
+        live_part = _upload_part(svc, live, 1, tmp_path)
+        with svc.db.write() as s:  # started two hours ago: past the hour of expiry
+            s.execute(
+                update(ArtifactUploadRow)
+                .where(ArtifactUploadRow.id == abandoned)
+                .values(created_at=int(time.time() * 1000) - 2 * 3600 * 1000)
+            )
+
+        dry = collect_garbage(svc, ME, grace_s=0, dry_run=True)
+        assert (dry.uploads_expired, dry.blobs_deleted) == (1, 2)
+        assert all(svc.blobs.exists(d) for d in old_parts)
+
+        report = collect_garbage(svc, ME, grace_s=0)
+        assert (report.uploads_expired, report.blobs_deleted) == (1, 2)
+        assert not any(svc.blobs.exists(d) for d in old_parts)
+        with pytest.raises(NotFound):
+            _upload_part(svc, abandoned, 1, tmp_path)
+        with pytest.raises(NotFound):
+            svc.tracking.complete_upload(ME, abandoned, [(1, old_parts[0]), (2, old_parts[1])])
+
+        # The upload still within its expiry keeps its part and completes.
+        assert svc.blobs.exists(live_part)
+        info = svc.tracking.complete_upload(ME, live, [(1, live_part)])
+        assert info.path == "big/live.bin"
+        assert collect_garbage(svc, ME, grace_s=0).uploads_expired == 0
+        with svc.db.read() as s:
+            assert s.scalars(select(ArtifactUploadPartRow.upload_id)).all() == []
     finally:
         svc.close()

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     """Bound of the local cache of decrypted dataset versions (SQL, ``Dataset.path()``)."""
     gc_grace_s: float = Field(default=24 * 3600.0, ge=0)
     """``mlplane gc`` keeps unreferenced chunks younger than this (a writer may be using them)."""
+    upload_expiry_s: float = Field(default=24 * 3600.0, gt=0)
+    """``mlplane gc`` drops multipart artifact uploads started longer ago than this and never
+    completed or aborted, so their parts become garbage (kept by the grace period first)."""
 
     log_system_metrics: bool = False
     system_metrics_interval_s: float = Field(default=10.0, gt=0)

@@ -3,7 +3,9 @@
 Two kinds of garbage: chunks that no dataset version lists (left by versions
 whose add was interrupted, or by files replaced in later versions and then
 purged), and blobs that no chunk or artifact row names (left by a crash
-between writing a blob and recording it).
+between writing a blob and recording it, or by a multipart artifact upload
+that was never completed nor aborted: uploads older than ``upload_expiry_s``
+are dropped first, so their parts' blobs are orphans in the same run).
 
 Safety with writers running: a chunk is removed only when it is unreferenced
 AND it was neither stored nor reused within the grace period. Every add marks
@@ -41,6 +43,9 @@ class GcReport:
     referenced_chunks: int
     grace_s: float
     dry_run: bool
+    uploads_expired: int = 0
+    """Multipart artifact uploads older than the expiry, dropped (their parts become orphan
+    blobs). Last and defaulted so a client still reads a report from an older server."""
 
 
 def collect_garbage(
@@ -54,6 +59,8 @@ def collect_garbage(
         )
     cutoff_ms = int((time.time() - grace) * 1000)
     scan_started = int(time.time() * 1000)
+    uploads_since_ms = scan_started - int(services.settings.upload_expiry_s * 1000)
+    expired = services.tracking.expire_uploads(uploads_since_ms, dry_run=dry_run)
     referenced = services.data.referenced_chunks()
     db = services.db
     last_used = func.coalesce(ChunkRow.seen_at, ChunkRow.created_at)
@@ -82,7 +89,7 @@ def collect_garbage(
             services.blobs.delete(blob)
     else:
         deleted = [(r[0], r[1], r[2]) for r in old]
-    orphans = _orphan_blobs(services, cutoff_ms / 1000)
+    orphans = _orphan_blobs(services, cutoff_ms / 1000, uploads_since_ms)
     if not dry_run:
         for blob in orphans:
             services.blobs.delete(blob)
@@ -97,6 +104,7 @@ def collect_garbage(
                 "chunks": len(deleted),
                 "bytes": sum(d[2] for d in deleted),
                 "orphan_blobs": len(orphans),
+                "uploads_expired": expired,
                 "dry_run": dry_run,
             },
         )
@@ -108,6 +116,7 @@ def collect_garbage(
         referenced_chunks=len(rows) - len(unreferenced),
         grace_s=grace,
         dry_run=dry_run,
+        uploads_expired=expired,
     )
 
 
@@ -120,9 +129,10 @@ def _unused_blobs(services: Services, blobs: set[str]) -> list[str]:
     return sorted(blobs - used)
 
 
-def _orphan_blobs(services: Services, cutoff_s: float) -> list[str]:
-    """Blobs older than the cutoff that no chunk row and no artifact names."""
+def _orphan_blobs(services: Services, cutoff_s: float, uploads_since_ms: int) -> list[str]:
+    """Blobs older than the cutoff that no chunk row, no artifact and no upload started
+    since ``uploads_since_ms`` names."""
     with services.db.read() as s:
         known = set(s.scalars(select(ChunkRow.blob)))
-    known |= services.tracking.referenced_blobs()
+    known |= services.tracking.referenced_blobs(uploads_since_ms=uploads_since_ms)
     return [d for d, mtime in services.blobs.iter_blobs() if d not in known and mtime < cutoff_s]

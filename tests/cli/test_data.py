@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from sqlalchemy import update
+
+from mlplane.config import load_settings
+from mlplane.security import local_admin
+from mlplane.services import Services
+from mlplane.tracking.tables import ArtifactUploadRow
 from tests.cli.helpers import Invoke
 
 
@@ -114,7 +121,7 @@ def test_gates_pii_diff_lineage_sample_sql_gc(cli: Invoke, tmp_path: Path) -> No
     assert cli("data", "sql", "SELECT 1").exit_code == 1
 
     gc = json.loads(cli("gc", "--dry-run", "--json").stdout)
-    assert gc["dry_run"] is True and gc["referenced_chunks"] > 0
+    assert gc["dry_run"] is True and gc["referenced_chunks"] > 0 and gc["uploads_expired"] == 0
     assert cli("gc", "--grace", "soon").exit_code == 1
 
 
@@ -131,3 +138,29 @@ def test_unhandled_pii_is_flagged_and_leakage_is_reported(cli: Invoke, tmp_path:
     leak = cli("data", "leakage", "train@1", "test@1", "--key", "id", "--target", "label")
     assert leak.exit_code == 2, leak.output  # leaky: non-zero, for CI gates
     assert "50 of 100 test rows" in leak.output
+
+
+def test_gc_expires_uploads_older_than_the_setting(
+    cli: Invoke, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLPLANE_UPLOAD_EXPIRY_S", "60")
+    svc = Services.from_settings(load_settings())
+    try:
+        me = local_admin("tester")
+        run = svc.tracking.create_run(me, svc.tracking.create_experiment(me, "uploads"))
+        upload = svc.tracking.create_upload(me, "run", run.info.run_id, "big.bin", 1)
+        part = tmp_path / "part.bin"
+        part.write_bytes(b"x" * 1000)
+        svc.tracking.put_upload_part(upload, 1, part)
+        with svc.db.write() as s:  # two minutes old: past the 60 s the environment sets
+            s.execute(
+                update(ArtifactUploadRow).values(created_at=ArtifactUploadRow.created_at - 120_000)
+            )
+    finally:
+        svc.close()
+    dry = cli("gc", "--grace", "0", "--dry-run")
+    assert dry.exit_code == 0 and "would expire 1 abandoned multipart uploads" in dry.output
+    out = cli("gc", "--grace", "0")
+    assert out.exit_code == 0 and "expired 1 abandoned multipart uploads" in out.output
+    assert "1 orphan blobs" in out.output
+    assert json.loads(cli("gc", "--json").stdout)["uploads_expired"] == 0

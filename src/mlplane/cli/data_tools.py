@@ -266,7 +266,8 @@ def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report only; delete nothing."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Remove stored chunks and blobs that nothing references (see mlplane.gc)."""
+    """Remove stored chunks and blobs that nothing references, and abandoned multipart
+    uploads (see mlplane.gc)."""
     report = client(ctx).transport.collect_garbage(
         grace_s=_duration(grace) if grace is not None else None, dry_run=dry_run
     )
@@ -279,3 +280,5 @@ def gc(
         f"{report.blobs_deleted:,} orphan blobs; kept {report.referenced_chunks:,} referenced "
         f"and {report.kept_young:,} younger than the grace period ({report.grace_s:g} s)"
     )
+    expired = "would expire" if dry_run else "expired"
+    info(f"{expired} {report.uploads_expired:,} abandoned multipart uploads")

@@ -38,6 +38,7 @@ from mlplane.tracking.experiments import ExperimentsMixin
 from mlplane.tracking.tables import (
     ArtifactRow,
     ArtifactUploadPartRow,
+    ArtifactUploadRow,
     ExperimentRow,
     LatestMetricRow,
     LoggedModelArtifactRow,
@@ -281,15 +282,23 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
                     )
                 )
 
-    def referenced_blobs(self) -> set[str]:
-        """Blob digests that artifacts, logged models' files and upload parts name (garbage
-        collection keeps them)."""
+    def referenced_blobs(self, *, uploads_since_ms: int | None = None) -> set[str]:
+        """Blob digests that artifacts, logged models' files and the parts of uploads in
+        progress name (garbage collection keeps them). ``uploads_since_ms`` leaves out the
+        parts of uploads started before it: those that ``expire_uploads`` drops, so a dry
+        run counts their blobs as the real run would."""
         with self._db.read() as s:
-            return {
+            found = {
                 d
-                for table in (ArtifactRow, LoggedModelArtifactRow, ArtifactUploadPartRow)
+                for table in (ArtifactRow, LoggedModelArtifactRow)
                 for d in s.scalars(select(table.digest).distinct())
             }
+            parts = select(ArtifactUploadPartRow.digest).distinct()
+            if uploads_since_ms is not None:
+                parts = parts.join(
+                    ArtifactUploadRow, ArtifactUploadRow.id == ArtifactUploadPartRow.upload_id
+                ).where(ArtifactUploadRow.created_at >= uploads_since_ms)
+            return found | set(s.scalars(parts))
 
     def runs_reading(
         self, p: Principal, kind: str, name: str, version: str, *, project: str

@@ -8,6 +8,10 @@ worker can take any part. A part is authorized by the upload id alone (it is
 unguessable, like a presigned URL), because MLflow's client sends parts with
 plain ``requests.put`` and no credentials; creating and completing an upload
 check the caller's permission on the run or model.
+
+An upload never completed nor aborted (the client crashed) would keep its parts forever:
+``mlplane gc`` drops uploads older than ``upload_expiry_s`` (``expire_uploads``), and their
+parts' blobs then go like any orphan blob.
 """
 
 from __future__ import annotations
@@ -152,6 +156,25 @@ class UploadsMixin(ModelArtifactsMixin, ArtifactsMixin):
         up = self._upload(upload_id)
         self._check_owner(p, up.owner_kind, up.owner_id)
         self._drop_upload(upload_id)
+
+    def expire_uploads(self, created_before_ms: int, *, dry_run: bool = False) -> int:
+        """Drop the uploads started before ``created_before_ms`` (abandoned); returns how
+        many. No permission check: garbage collection, which checks for admin, calls it.
+        A part or a completion that arrives for one afterwards is refused as for an aborted
+        upload; a completion already joining the parts of one may fail (the same collection
+        can delete old parts' blobs), never record a partial file."""
+        old = select(ArtifactUploadRow.id).where(ArtifactUploadRow.created_at < created_before_ms)
+        if dry_run:
+            with self._db.read() as s:
+                return len(s.scalars(old).all())
+        with self._db.write() as s:
+            s.execute(delete(ArtifactUploadPartRow).where(ArtifactUploadPartRow.upload_id.in_(old)))
+            gone = s.scalars(
+                delete(ArtifactUploadRow)
+                .where(ArtifactUploadRow.created_at < created_before_ms)
+                .returning(ArtifactUploadRow.id)
+            ).all()
+        return len(gone)
 
     def _drop_upload(self, upload_id: str) -> None:
         with self._db.write() as s:
