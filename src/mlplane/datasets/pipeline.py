@@ -29,7 +29,7 @@ from mlplane.errors import InvalidInput
 BATCH_ROWS = 262_144
 
 
-def _batches(path: Path, fmt: str, rel: str) -> tuple[pa.Schema, Any]:
+def _batches(path: str | Path, fmt: str, rel: str) -> tuple[pa.Schema, Any]:
     try:
         if fmt == "parquet":
             # Buffered column reads and no read-ahead: pyarrow's defaults hold whole row
@@ -85,7 +85,7 @@ class _Writer:
 
 
 def scan_tables(
-    files: Sequence[tuple[str, Path]],
+    files: Sequence[tuple[str, str | Path]],
     *,
     contract: Contract | None,
     policy: PiiPolicy,

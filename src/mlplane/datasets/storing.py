@@ -58,12 +58,12 @@ def file_digest(refs: Sequence[ChunkRef]) -> str:
     return PREFIX + blake3.blake3("\n".join(r.digest for r in refs).encode()).hexdigest()
 
 
-def cache_keys(paths: Sequence[Path]) -> list[str]:
+def cache_keys(paths: Sequence[str | Path]) -> list[str]:
     """The hash cache's key of each file: its real path, as ``Path.resolve()`` gives it."""
     return cache_keys_and_stats(paths)[0]
 
 
-def cache_keys_and_stats(paths: Sequence[Path]) -> tuple[list[str], list[os.stat_result]]:
+def cache_keys_and_stats(paths: Sequence[str | Path]) -> tuple[list[str], list[os.stat_result]]:
     """Each file's cache key and ``stat``, with one ``lstat`` per file: each folder is
     resolved once, rather than every component of every path (``Path.resolve()`` per
     file costs five times as much; 100,000 files sit in a few hundred folders)."""
@@ -87,7 +87,7 @@ def cache_keys_and_stats(paths: Sequence[Path]) -> tuple[list[str], list[os.stat
 def store_files(
     db: Database,
     chunks: ChunkStore,
-    files: Sequence[tuple[str, Path]],
+    files: Sequence[tuple[str, str | Path]],
     *,
     progress: Callable[[int], None] | None = None,
     use_cache: bool = True,
