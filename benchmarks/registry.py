@@ -341,6 +341,7 @@ def _render_scan(r: dict[str, Any]) -> None:
 
 # -- main ------------------------------------------------------------------------------------------
 
+
 def bench_register(args: argparse.Namespace) -> dict[str, Any]:
     """Register + load + first predict of a scikit-learn pipeline, vs MLflow's
     ``log_model(registered_model_name=...)`` + ``load_model`` + predict, each against its
