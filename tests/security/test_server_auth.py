@@ -4,6 +4,7 @@ what each role may do through /api/v1 and through the stock MLflow client."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -229,3 +230,28 @@ def test_stock_mlflow_client_with_a_token(authed: Authed, monkeypatch: pytest.Mo
     assert client.get_run(run.info.run_id).info.run_id == run.info.run_id
     with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
         client.create_run(eid)
+
+
+def test_stock_client_multipart_upload_with_a_token(
+    authed: Authed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The client sends parts to the URLs the server handed out, without credentials (as to
+    presigned URLs): the upload id is the capability, the rest of the upload needs a token."""
+    from mlflow import MlflowClient
+
+    _mlflow_env(monkeypatch, MLFLOW_TRACKING_TOKEN=authed.contributor)
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1024")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(100_000))
+    client = MlflowClient(tracking_uri=authed.url)
+    run = client.create_run(client.create_experiment(f"mpu-{uuid.uuid4().hex[:8]}"))
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(350_000))
+    client.log_artifact(run.info.run_id, str(src))
+    out = client.download_artifacts(run.info.run_id, "big.bin", str(tmp_path / "out"))
+    assert Path(out).read_bytes() == src.read_bytes()
+    # Without credentials only a part upload to a live upload id gets through.
+    part = authed.url + "/api/2.0/mlflow-artifacts/mpu/parts/" + uuid.uuid4().hex + "/1"
+    assert httpx.put(part, content=b"x", timeout=10).status_code == 404
+    other = authed.url + "/api/2.0/mlflow-artifacts/mpu/create/x"
+    assert httpx.post(other, json={"path": "y", "num_parts": 1}, timeout=10).status_code == 401

@@ -31,6 +31,10 @@ SCOPE_KEY = "mlplane.principal"
 """Where the authenticated principal travels in the ASGI scope (read by ``deps.principal``)."""
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/health", "/version"})
+CAPABILITY_PUTS = ("/api/2.0/mlflow-artifacts/mpu/parts/",)
+"""Part uploads of a multipart upload: MLflow clients send them to the URLs the (token-
+checked) create call handed out, without credentials, as to presigned URLs. The random
+upload id in the path is the capability; the route accepts parts of live uploads only."""
 _CHALLENGE = [
     (b"www-authenticate", b'Bearer realm="mlplane"'),
     (b"www-authenticate", b'Basic realm="mlplane"'),
@@ -54,6 +58,10 @@ def credential(authorization: str) -> str | None:
     return None
 
 
+def _capability(scope: Scope) -> bool:
+    return scope["method"] == "PUT" and scope["path"].startswith(CAPABILITY_PUTS)
+
+
 class AuthMiddleware:
     """Puts the caller's :class:`Principal` in the scope, or answers 401 itself."""
 
@@ -63,7 +71,7 @@ class AuthMiddleware:
         self.identities = identities
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or _capability(scope):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -78,16 +78,21 @@ class UploadsMixin(ModelArtifactsMixin, ArtifactsMixin):
             s.expunge(row)
             return row
 
-    def put_upload_part(
-        self, upload_id: str, part_number: int, source: str | os.PathLike[str]
-    ) -> str:
-        """Store one part (a local file); returns its digest, the part's ETag."""
+    def check_upload_part(self, upload_id: str, part_number: int) -> None:
+        """Refuse a part for an unknown upload or out of range, before its bytes are read:
+        part uploads carry no credentials (the upload id is the capability)."""
         up = self._upload(upload_id)
         if not 1 <= part_number <= up.num_parts:
             raise InvalidInput(
                 f"part_number must be between 1 and {up.num_parts} for this upload, "
                 f"got {part_number}"
             )
+
+    def put_upload_part(
+        self, upload_id: str, part_number: int, source: str | os.PathLike[str]
+    ) -> str:
+        """Store one part (a local file); returns its digest, the part's ETag."""
+        self.check_upload_part(upload_id, part_number)
         digest, size = self._blobs.put_file(source)
         with self._db.write() as s:
             if s.get(ArtifactUploadRow, upload_id) is None:

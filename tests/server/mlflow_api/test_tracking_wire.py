@@ -53,6 +53,20 @@ def test_health_and_version_are_plain_text(api: httpx.Client) -> None:
     assert int(major) == 3 and int(minor) >= 4  # clients gate newer features on >= 3.4
 
 
+def test_server_info_offers_multipart_uploads_as_the_client_reads_it(api: httpx.Client) -> None:
+    from mlflow.utils.server_info import (
+        SERVER_INFO_ENDPOINT,
+        SERVER_INFO_MULTIPART_DOWNLOADS_ENABLED,
+        SERVER_INFO_MULTIPART_UPLOADS_ENABLED,
+    )
+
+    for path in (SERVER_INFO_ENDPOINT, "/ajax-api/3.0/mlflow/server-info"):
+        info = api.get(path)
+        assert info.status_code == 200
+        assert info.json()[SERVER_INFO_MULTIPART_UPLOADS_ENABLED] is True
+        assert info.json()[SERVER_INFO_MULTIPART_DOWNLOADS_ENABLED] is False
+
+
 def test_unknown_endpoints_answer_mlflow_404(api: httpx.Client) -> None:
     for path in (MLFLOW + "/nope", AJAX + "/runs/nope", "/api/2.0/mlflow-artifacts/x/y/z"):
         resp = api.post(path, json={})

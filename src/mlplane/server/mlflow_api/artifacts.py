@@ -209,6 +209,8 @@ async def create_multipart_upload(
 
 @router.put("/mpu/parts/{upload_id}/{part_number}", name="mlflow_upload_part")
 async def upload_part(upload_id: str, part_number: int, request: Request, svc: Svc) -> Response:
+    # Checked before the body is read: this route takes no credentials (see server/auth.py).
+    await run_in_threadpool(svc.tracking.check_upload_part, upload_id, part_number)
     with tempfile.NamedTemporaryFile(prefix="mlplane-mlflow-part-") as tmp:
         await _spool(request, tmp)
         digest = await run_in_threadpool(

@@ -74,6 +74,25 @@ def version() -> str:
     return MLFLOW_VERSION
 
 
+@root_router.get("/api/3.0/mlflow/server-info")
+@root_router.get("/ajax-api/3.0/mlflow/server-info")
+def server_info() -> Response:
+    """What MLflow 3 clients ask before an artifact transfer: multipart uploads through the
+    proxied artifact routes are offered; presigned multipart downloads are not."""
+    return ok(
+        {
+            "store_type": "SqlStore",
+            "workspaces_enabled": False,
+            "trace_archival_enabled": False,
+            "multipart_uploads_enabled": True,
+            "multipart_downloads_enabled": False,
+            "presigned_upload_run_id_supported": False,
+            "presigned_upload_model_id_supported": False,
+            "features_enabled": {"gateway": False},
+        }
+    )
+
+
 # -- runs ------------------------------------------------------------------------------------
 
 
