@@ -16,6 +16,7 @@ from mlplane.datasets.service import DataService
 from mlplane.db import Database, ensure_schema
 from mlplane.registry.service import RegistryService
 from mlplane.security import Guard, Principal
+from mlplane.security.audit import AuditService
 from mlplane.security.identities import IdentityService
 from mlplane.security.keys import KeyRing, provider_for
 from mlplane.tracking.entities import RunInput
@@ -32,6 +33,7 @@ class Services:
     data: DataService
     registry: RegistryService
     identities: IdentityService
+    audit: AuditService
     _chunks: ChunkStore | None = field(default=None, repr=False)
     _keys: KeyRing | None = field(default=None, repr=False)
 
@@ -41,7 +43,7 @@ class Services:
         if check_schema:
             ensure_schema(db, auto_upgrade=settings.auto_upgrade)
         blobs = BlobStore(settings.resolved_artifacts_url)
-        guard = Guard(db)
+        guard = Guard(db, lambda: services.keys)
         tracking = TrackingService(db, blobs, guard, max_batch_points=settings.max_batch_points)
         services = cls(
             settings=settings,
@@ -59,6 +61,7 @@ class Services:
                 run_reader=tracking.get_run,
             ),
             identities=IdentityService(db, guard),
+            audit=AuditService(db, guard, lambda: services.keys),
         )
         tracking.input_check = services._check_input
         return services

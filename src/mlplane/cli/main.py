@@ -13,7 +13,18 @@ import typer
 from typer.core import TyperGroup
 
 from mlplane._version import __version__
-from mlplane.cli import _common, data, data_tools, db, experiments, models, quickstart, runs, server
+from mlplane.cli import (
+    _common,
+    audit,
+    data,
+    data_tools,
+    db,
+    experiments,
+    models,
+    quickstart,
+    runs,
+    server,
+)
 from mlplane.cli.identities import admin_app, tokens_app, users_app
 from mlplane.cli.importers import app as import_app
 from mlplane.errors import MlplaneError
@@ -99,6 +110,9 @@ app.add_typer(
 )
 app.add_typer(tokens_app, name="tokens", help="API tokens: create, ls, revoke.")
 app.add_typer(admin_app, name="admin", help="Set-up: bootstrap the first platform admin.")
+app.add_typer(
+    audit.app, name="audit", help="The tamper-evident audit log: ls, export, verify, checkpoint."
+)
 
 
 def main() -> None:

@@ -2,23 +2,29 @@
 
 Services call :meth:`Guard.require` before they read or change state and
 :meth:`Guard.audit` in the same transaction as the change, so the SDK in
-embedded mode, the CLI and every HTTP route are held to the same rules.
+embedded mode, the CLI and every HTTP route are held to the same rules. Events
+are hash-chained (:mod:`mlplane.security.audit`) when that transaction commits.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from mlplane.db.engine import Database, now_ms
 from mlplane.errors import PermissionDenied
+from mlplane.security.audit import CHECKPOINT_EVERY, append_events
+from mlplane.security.keys import KeyRing
 from mlplane.security.principal import Principal
-from mlplane.security.tables import AuditEventRow
+
+_PENDING = "mlplane.audit.pending"
+_SECRET_WORDS = ("secret", "password", "passwd", "private", "credential", "api_key")
 
 
 class Permission(StrEnum):
@@ -53,8 +59,17 @@ class Guard:
     in a transaction of its own once the failed one has rolled back.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: Callable[[], KeyRing] | None = None,
+        *,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+    ) -> None:
         self._db = db
+        self._keys = keys
+        self.checkpoint_every = checkpoint_every
+        """Sign the chain head every this many events (0: only on request); needs ``keys``."""
 
     @contextmanager
     def unit(self, *, write: bool) -> Iterator[Session]:
@@ -66,7 +81,7 @@ class Guard:
             event = exc.details.get("audit")
             if isinstance(event, dict):
                 with self._db.write() as side:
-                    side.add(AuditEventRow(**event))
+                    self._append(side, [event])
             raise
 
     def require(
@@ -109,10 +124,26 @@ class Guard:
         outcome: str = "ok",
         details: dict[str, Any] | None = None,
     ) -> None:
-        """Append an audit event in the caller's transaction."""
-        session.add(
-            AuditEventRow(**_event(principal, action, resource, project_id, outcome, details))
-        )
+        """Append an audit event in the caller's transaction.
+
+        The event is chained just before the transaction commits: the chain head is
+        then the last lock the transaction takes, and holds it only across the commit,
+        so writers never wait on each other in opposite orders.
+        """
+        pending = session.info.get(_PENDING)
+        if pending is None:
+            pending = session.info[_PENDING] = []
+            sa_event.listen(session, "before_commit", self._chain_pending, once=True)
+        pending.append(_event(principal, action, resource, project_id, outcome, details))
+
+    def _chain_pending(self, session: Session) -> None:
+        events = session.info.pop(_PENDING, [])
+        if events:
+            session.flush()  # the change's own locks first, the chain head's last
+            self._append(session, events)
+
+    def _append(self, session: Session, events: list[dict[str, Any]]) -> None:
+        append_events(session, events, keys=self._keys, checkpoint_every=self.checkpoint_every)
 
 
 def _event(
@@ -131,5 +162,20 @@ def _event(
         "project_id": project_id,
         "source": principal.source,
         "outcome": outcome,
-        "details": json.dumps(details or {}, sort_keys=True, default=str),
+        "details": json.dumps(_redacted(details or {}), sort_keys=True, default=str),
     }
+
+
+def _redacted(details: dict[str, Any]) -> dict[str, Any]:
+    """The log is read by every platform admin and exported: no secret may reach it, even
+    if a caller passes one by mistake."""
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        lowered = str(key).lower()
+        if lowered == "token" or any(word in lowered for word in _SECRET_WORDS):
+            out[key] = "[redacted]"
+        elif isinstance(value, dict):
+            out[key] = _redacted(value)
+        else:
+            out[key] = value
+    return out

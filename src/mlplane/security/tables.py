@@ -1,18 +1,31 @@
-"""Rows of the security domain: identities, their project roles, API tokens, the audit log
-(hash chaining arrives with the rest of the security issue)."""
+"""Rows of the security domain: identities, their project roles, API tokens, and the
+hash-chained audit log with its head, signed checkpoints and signing keys."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlplane.db.base import Base
 
 
 class AuditEventRow(Base):
+    """One link of the audit chain; ``seq`` is assigned under the chain-head lock, not by
+    the database, so it is gap-free (a rolled-back PostgreSQL sequence value would leave
+    a hole indistinguishable from a deleted event)."""
+
     __tablename__ = "audit_events"
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     time: Mapped[int] = mapped_column(BigInteger)
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(100))
@@ -21,8 +34,44 @@ class AuditEventRow(Base):
     source: Mapped[str] = mapped_column(String(100), default="")
     outcome: Mapped[str] = mapped_column(String(20))
     details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_audit_events_project_time", "project_id", "time"),)
+
+
+class AuditChainHeadRow(Base):
+    """The single row (``id`` 1) holding the newest link: writers lock it to append."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpointRow(Base):
+    """A signed statement that the chain reached ``hash`` at ``seq``."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    time: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(80))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class AuditKeyRow(Base):
+    """The platform's Ed25519 checkpoint key: the private half wrapped by the master key."""
+
+    __tablename__ = "audit_keys"
+
+    key_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    wrapped_private: Mapped[bytes] = mapped_column(LargeBinary(64))
+    key_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class IdentityRow(Base):
