@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlplane.errors import InvalidInput
+from mlplane.tracking._lex import tokens, unquote
 from mlplane.tracking.entities import Experiment
 
 _STRING_ATTRIBUTES = frozenset({"name", "experiment_id"})
@@ -51,25 +52,6 @@ class Clause:
     value: str | float | tuple[str, ...] | None
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            raise InvalidInput(f"invalid experiment filter {text!r}: unexpected {text[pos:]!r}")
-        kind = m.lastgroup or ""
-        out.append((kind, m.group(kind)))
-        pos = m.end()
-    return out
-
-
-def _unquote(raw: str) -> str:
-    quote = raw[0]
-    body = raw[1:-1].replace(quote * 2, quote)
-    return re.sub(r"\\(.)", r"\1", body)
-
-
 def _identifier(raw: str, allowed: frozenset[str]) -> tuple[str, str]:
     prefix, dot, key = raw.partition(".")
     if not dot:
@@ -94,7 +76,7 @@ def parse_filter(text: str | None) -> list[Clause]:
     Raises:
         InvalidInput: on a syntax error or a comparator the field does not take.
     """
-    toks = _tokens(text or "")
+    toks = tokens(_TOKEN, text or "", "experiment")
     clauses: list[Clause] = []
     i = 0
 
@@ -142,7 +124,7 @@ def parse_filter(text: str | None) -> list[Clause]:
                 kind, tok = take()
                 if kind not in ("string", "number"):
                     raise InvalidInput(f"expected a quoted id in the IN list, got {tok!r}")
-                items.append(_unquote(tok) if kind == "string" else tok)
+                items.append(unquote(tok) if kind == "string" else tok)
                 kind, tok = take()
                 if tok == ")":
                     break
@@ -156,7 +138,7 @@ def parse_filter(text: str | None) -> list[Clause]:
                     raise InvalidInput(f"{raw} is numeric: expected a number, got {tok!r}")
                 value = float(tok)
             elif kind == "string":
-                value = _unquote(tok)
+                value = unquote(tok)
             else:
                 raise InvalidInput(f"expected a quoted string after {raw} {op}, got {tok!r}")
         clauses.append(Clause(entity, key, op, value))

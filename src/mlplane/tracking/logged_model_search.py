@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlplane.errors import InvalidInput
+from mlplane.tracking._lex import tokens, unquote
 from mlplane.tracking.entities import LoggedModel, ModelMetric
 
 _STRING_ATTRIBUTES = {
@@ -73,30 +74,11 @@ class Dataset:
         return m.dataset_name == self.name and self.digest in (None, m.dataset_digest)
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        found = _TOKEN.match(text, pos)
-        if found is None or found.end() == pos:
-            raise InvalidInput(f"invalid filter near {text[pos : pos + 20]!r}")
-        kind = found.lastgroup or ""
-        out.append((kind, found.group(kind)))
-        pos = found.end()
-    return out
-
-
-def _unquote(tok: str) -> str:
-    quote = tok[0]
-    body = tok[1:-1].replace(quote * 2, quote)
-    return re.sub(r"\\(.)", r"\1", body)
-
-
 def parse_filter(text: str | None) -> list[Clause]:
     """The comparisons of a filter (all must hold); an empty filter has none."""
     if not text or not text.strip():
         return []
-    toks = _tokens(text)
+    toks = tokens(_TOKEN, text, "logged-model")
     clauses: list[Clause] = []
     i = 0
 
@@ -134,9 +116,9 @@ def _identifier(tok: str) -> tuple[str, str]:
     head, dot, rest = tok.partition(".")
     if dot and head.lower() in _ENTITIES:
         entity = _ENTITIES[head.lower()]
-        key = _unquote(rest) if rest[:1] in ("`", "'", '"') else rest
+        key = unquote(rest) if rest[:1] in ("`", "'", '"') else rest
     else:
-        entity, key = "attributes", _unquote(tok) if tok[:1] in "`'\"" else tok
+        entity, key = "attributes", unquote(tok) if tok[:1] in "`'\"" else tok
     if not key:
         raise InvalidInput(f"invalid filter: {tok!r} names no key")
     if entity == "attributes" and key not in _STRING_ATTRIBUTES and key not in _NUMERIC_ATTRIBUTES:
@@ -170,7 +152,7 @@ def _value(
         while j < len(toks) and toks[j][1] != ")":
             kind, tok = toks[j]
             if kind == "str":
-                items.append(_unquote(tok))
+                items.append(unquote(tok))
             elif tok != ",":
                 raise InvalidInput(f"invalid filter {text!r}: {op} lists quoted strings")
             j += 1
@@ -183,7 +165,7 @@ def _value(
             raise InvalidInput(f"invalid filter {text!r}: {entity}.{key} needs a number") from None
     if kind != "str":
         raise InvalidInput(f"invalid filter {text!r}: quote the value {tok!r}")
-    return _unquote(tok)
+    return unquote(tok)
 
 
 def _skip_list(toks: list[tuple[str, str]], i: int) -> int:

@@ -35,8 +35,9 @@ state of each column expectation), ``_sql`` (custom SQL in DuckDB),
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mlplane._lazy import lazy_attrs
 
 # Loaded on first use (PEP 562): showing a stored report needs only ``_report``, not
 # the checks' pyarrow and DuckDB.
@@ -65,13 +66,7 @@ if TYPE_CHECKING:
     from mlplane.datasets.contracts._report import ContractReport, ExpectationResult
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attrs(__name__, _WHERE)
 
 
 __all__ = [

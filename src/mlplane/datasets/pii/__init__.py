@@ -28,8 +28,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mlplane._lazy import lazy_attrs
 
 # Loaded on first use (PEP 562): reading a version's PII report or policy needs only the
 # light modules, not the scanner's pyarrow and compiled patterns.
@@ -58,13 +59,7 @@ if TYPE_CHECKING:
     from mlplane.datasets.pii._scanner import PiiScanner, detect_columns
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attrs(__name__, _WHERE)
 
 
 __all__ = [
