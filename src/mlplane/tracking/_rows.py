@@ -87,6 +87,7 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
     params: dict[str, dict[str, str]] = defaultdict(dict)
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     metrics: dict[str, dict[str, float]] = defaultdict(dict)
+    points: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     inputs: dict[str, list[RunInput]] = defaultdict(list)
     bind = session.get_bind()
     one_array = bind.dialect.name == "postgresql"
@@ -105,12 +106,17 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
             select(TagRow.run_id, TagRow.key, TagRow.value).where(_in(TagRow.run_id, chunk))
         ):
             tags[run][k] = v
-        for run, k, num in session.execute(
-            select(LatestMetricRow.run_id, LatestMetricRow.key, LatestMetricRow.value).where(
-                _in(LatestMetricRow.run_id, chunk)
-            )
+        for run, k, num, ts, step in session.execute(
+            select(
+                LatestMetricRow.run_id,
+                LatestMetricRow.key,
+                LatestMetricRow.value,
+                LatestMetricRow.timestamp,
+                LatestMetricRow.step,
+            ).where(_in(LatestMetricRow.run_id, chunk))
         ):
             metrics[run][k] = value_out(num)
+            points[run][k] = (ts, step)
         for run, kind, name, version, digest, source, context, unhandled in session.execute(
             select(
                 RunInputRow.run_id,
@@ -131,7 +137,12 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
     return [
         Run(
             info=run_info(r),
-            data=RunData(params=params[r.id], metrics=metrics[r.id], tags=tags[r.id]),
+            data=RunData(
+                params=params[r.id],
+                metrics=metrics[r.id],
+                tags=tags[r.id],
+                metric_points=points[r.id],
+            ),
             inputs=inputs[r.id],
         )
         for r in rows

@@ -106,6 +106,9 @@ class RunData:
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    metric_points: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+    """``(timestamp, step)`` of each latest metric value, where the store returned them (the
+    MLflow API sends them with each run; not part of the /api/v1 run body)."""
 
 
 @dataclass(frozen=True, slots=True)

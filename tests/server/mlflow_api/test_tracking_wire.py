@@ -220,6 +220,22 @@ def test_run_round_trip_with_run_uuid_and_int64_numbers(api: httpx.Client) -> No
     )
 
 
+def test_a_runs_latest_metrics_carry_their_time_and_step(api: httpx.Client) -> None:
+    eid = _experiment(api)
+    run_id = _run(api, eid)["info"]["run_id"]
+    points = [
+        {"key": "loss", "value": 0.5, "timestamp": 1_000, "step": 1},
+        {"key": "loss", "value": 0.3, "timestamp": 2_000, "step": 7},
+        {"key": "loss", "value": 0.9, "timestamp": 3_000, "step": 2},  # later, lower step
+    ]
+    _ok(api.post(MLFLOW + "/runs/log-batch", json={"run_id": run_id, "metrics": points}))
+    latest = [{"key": "loss", "value": 0.3, "timestamp": 2_000, "step": 7}]
+    got = _ok(api.get(MLFLOW + "/runs/get", params={"run_id": run_id}))["run"]
+    assert got["data"]["metrics"] == latest
+    found = _ok(api.post(MLFLOW + "/runs/search", json={"experiment_ids": [eid]}))["runs"]
+    assert [r["data"]["metrics"] for r in found] == [latest]
+
+
 def test_non_finite_metrics_travel_as_mlflow_sends_them(api: httpx.Client) -> None:
     rid = _run(api, _experiment(api))["info"]["run_id"]
     for step, value in enumerate(["NaN", "Infinity", "-Infinity", 1.5]):

@@ -311,9 +311,9 @@ def run_out(run: Run, ids: Ids) -> Body:
         tags[TAG_PARENT_RUN] = info.parent_run_id
     run_data: Body = {"tags": _pairs(tags)}
     if data.metrics:
-        # Only the latest value of each metric is kept with a run; its step and time are in
-        # the metric's history (get-history).
-        run_data["metrics"] = [{"key": k, "value": float_out(v)} for k, v in data.metrics.items()]
+        run_data["metrics"] = [
+            _latest_out(k, v, data.metric_points.get(k)) for k, v in data.metrics.items()
+        ]
     if data.params:
         run_data["params"] = _pairs(data.params)
     out: Body = {"info": run_info_out(info, ids), "data": run_data}
@@ -332,6 +332,14 @@ def run_out(run: Run, ids: Ids) -> Body:
         inputs["model_inputs"] = models_in
     out["inputs"] = inputs
     out["outputs"] = {"model_outputs": models_out} if models_out else {}
+    return out
+
+
+def _latest_out(key: str, value: float, point: tuple[int, int] | None) -> Body:
+    """A run's latest value of a metric, with its time and step when the store gave them."""
+    out: Body = {"key": key, "value": float_out(value)}
+    if point is not None:
+        out["timestamp"], out["step"] = point
     return out
 
 
