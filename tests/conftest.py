@@ -108,7 +108,15 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         # Test servers bind loopback and run without authentication unless ``env`` asks
         # for it (MLPLANE_AUTH=token): tests/security covers authentication end to end.
-        full_env = {**os.environ, "MLPLANE_HOME": str(home), "MLPLANE_AUTH": "none", **(env or {})}
+        # ... and without rate limits (one bucket would serve every test of a worker):
+        # tests/security covers both.
+        full_env = {
+            **os.environ,
+            "MLPLANE_HOME": str(home),
+            "MLPLANE_AUTH": "none",
+            "MLPLANE_RATE_LIMIT_PER_S": "0",
+            **(env or {}),
+        }
         full_env.pop("MLPLANE_URI", None)
         self.log = open(home / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -4,6 +4,7 @@ expiry of abandoned multipart artifact uploads."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -103,4 +104,30 @@ def test_gc_expires_abandoned_multipart_uploads(tmp_path: Path) -> None:
         with svc.db.read() as s:
             assert s.scalars(select(ArtifactUploadPartRow.upload_id)).all() == []
     finally:
+        svc.close()
+
+
+def test_gc_keeps_the_chunks_of_registered_models(tmp_path: Path) -> None:
+    """Model versions store their files as chunks too: no dataset lists them, and they
+    must survive any grace period."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    import mlplane
+
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    mlplane.set_tracking_uri(str(tmp_path / "home"))
+    svc = Services.from_settings(load_settings(home=tmp_path / "home"))
+    try:
+        mlplane.registry.register("kept", model, input_example=x[:5])
+        with svc.db.write() as s:  # older than any grace period
+            s.execute(update(ChunkRow).values(created_at=0, seen_at=None))
+        report = collect_garbage(svc, ME, grace_s=0)
+        assert report.chunks_deleted == 0 and report.referenced_chunks > 0
+        shutil.rmtree(tmp_path / "home" / "cache", ignore_errors=True)  # load from the store
+        loaded = mlplane.registry.load("kept@1")
+        assert (loaded.predict(x[:5]) == model.predict(x[:5])).all()
+    finally:
+        mlplane.set_tracking_uri(None)
         svc.close()

@@ -8,12 +8,14 @@ environment variables, ``mlplane.toml`` (``$MLPLANE_CONFIG``, else
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -36,6 +38,9 @@ def _toml_path() -> Path | None:
     return None
 
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+
+
 class Settings(BaseSettings):
     """Every knob of mlplane, typed. Build one with :func:`load_settings`."""
 
@@ -51,6 +56,8 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     """Base64 of 32 bytes; else a key file is created under ``home`` (mode 0600)."""
     ca_bundle: Path | None = None
+    """PEM file of the CA(s) the SDK trusts for an ``https://`` server (a private CA);
+    default: the public CAs. Certificates are always verified."""
 
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
     heartbeat_timeout_s: float = Field(default=180.0, gt=0)
@@ -63,6 +70,17 @@ class Settings(BaseSettings):
     auth: Literal["token", "none"] = "token"
     """How the server authenticates callers: ``token`` (API tokens, as Bearer or as the
     Basic password), or ``none`` (every caller acts as admin; loopback binds only)."""
+
+    tls_cert: Path | None = None
+    """PEM certificate (chain) ``mlplane server`` serves HTTPS with; needs ``tls_key``."""
+    tls_key: Path | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins (``https://host[:port]``) allowed to call the API cross-origin;
+    empty: none. In the environment: comma-separated."""
+    rate_limit_per_s: float = Field(default=200.0, ge=0)
+    """Requests per second each token (each address with ``auth = none``) may sustain,
+    per server worker; 0 turns the limit off."""
+    rate_limit_burst: int = Field(default=400, ge=1)
 
     max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_batch_points: int = Field(default=200_000, gt=0)
@@ -78,6 +96,21 @@ class Settings(BaseSettings):
 
     log_system_metrics: bool = False
     system_metrics_interval_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        return [o.strip() for o in v.split(",") if o.strip()] if isinstance(v, str) else v
+
+    @field_validator("cors_origins", mode="after")
+    @classmethod
+    def _check_origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            # An origin is exactly what a browser sends in ``Origin``; anything else
+            # (a path, a trailing slash, "*") would never match or would open it to all.
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return v
 
     @field_validator("home", mode="after")
     @classmethod

@@ -61,8 +61,9 @@ def collect_garbage(
     scan_started = int(time.time() * 1000)
     uploads_since_ms = scan_started - int(services.settings.upload_expiry_s * 1000)
     expired = services.tracking.expire_uploads(uploads_since_ms, dry_run=dry_run)
-    referenced = services.data.referenced_chunks()
     db = services.db
+    with db.read() as s:  # chunks of dataset versions and of model versions
+        referenced = services.chunk_users(s)
     last_used = func.coalesce(ChunkRow.seen_at, ChunkRow.created_at)
     with db.read() as s:
         rows = s.execute(

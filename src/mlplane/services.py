@@ -7,6 +7,7 @@ and call its services; nothing else opens the database or the blob store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlplane.blobs import BlobStore
 from mlplane.blobs.chunks import ChunkStore
@@ -19,6 +20,7 @@ from mlplane.security import Guard, Principal
 from mlplane.security.audit import AuditService
 from mlplane.security.identities import IdentityService
 from mlplane.security.keys import KeyRing, provider_for
+from mlplane.security.masterkeys import KeyService
 from mlplane.tracking.entities import RunInput
 from mlplane.tracking.service import TrackingService
 
@@ -34,6 +36,7 @@ class Services:
     registry: RegistryService
     identities: IdentityService
     audit: AuditService
+    master_keys: KeyService
     _chunks: ChunkStore | None = field(default=None, repr=False)
     _keys: KeyRing | None = field(default=None, repr=False)
 
@@ -62,9 +65,18 @@ class Services:
             ),
             identities=IdentityService(db, guard),
             audit=AuditService(db, guard, lambda: services.keys),
+            master_keys=KeyService(db, guard, lambda: services.keys),
         )
         tracking.input_check = services._check_input
+        services.data.chunk_users = services.registry.chunk_users = services.chunk_users
         return services
+
+    def chunk_users(self, session: Any) -> set[str]:
+        """Every chunk a dataset or model version lists: what shredding must spare and
+        garbage collection must keep."""
+        return self.data.referenced_chunks(session=session) | self.registry.referenced_chunks(
+            session=session
+        )
 
     def _check_input(self, p: Principal, inp: RunInput) -> bool:
         """Dataset versions stored here go through the data service's use check."""

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from mlplane.cli import _data_render as render
+from mlplane.cli import keys as keys_cli
 from mlplane.cli._common import (
     JsonOption,
     cells,
@@ -246,3 +247,14 @@ def _tree_size(path: Path) -> int:
                 elif e.is_file(follow_symlinks=False):
                     total += e.stat(follow_symlinks=False).st_size
     return total
+
+
+@app.command("rm")
+def rm(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME@VERSION"),
+    project: str = ProjectOption,
+    shred: bool = keys_cli.ShredOption,
+) -> None:
+    """Delete a dataset version on this machine's store (see delete_version)."""
+    keys_cli.remove_version(ctx, "data", ref, project, shred)

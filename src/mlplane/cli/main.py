@@ -20,6 +20,7 @@ from mlplane.cli import (
     data_tools,
     db,
     experiments,
+    keys,
     models,
     quickstart,
     runs,
@@ -110,6 +111,7 @@ app.add_typer(
 )
 app.add_typer(tokens_app, name="tokens", help="API tokens: create, ls, revoke.")
 app.add_typer(admin_app, name="admin", help="Set-up: bootstrap the first platform admin.")
+app.add_typer(keys.app, name="keys", help="Master key versions: ls, rotate, retire.")
 app.add_typer(
     audit.app, name="audit", help="The tamper-evident audit log: ls, export, verify, checkpoint."
 )

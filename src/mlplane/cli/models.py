@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from mlplane.cli import keys as keys_cli
 from mlplane.cli._common import (
     JsonOption,
     cells,
@@ -400,3 +401,14 @@ def serve(
     from mlplane.serving import serve as run
 
     run(folder, host=host, port=port, workers=workers, allow_remote=allow_remote)
+
+
+@app.command("rm")
+def rm(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME@VERSION"),
+    project: str = ProjectOption,
+    shred: bool = keys_cli.ShredOption,
+) -> None:
+    """Delete a model version on this machine's store (see delete_version)."""
+    keys_cli.remove_version(ctx, "models", ref, project, shred)

@@ -4,19 +4,49 @@ from __future__ import annotations
 
 import enum
 import os
+import ssl
+from pathlib import Path
 
 import typer
 
 from mlplane.cli._common import info, print_error, state
 from mlplane.config import load_settings
+from mlplane.errors import InvalidInput
 from mlplane.security.network import is_loopback
 
-__all__ = ["LOOPBACK_ONLY", "is_loopback", "server"]
+__all__ = ["LOOPBACK_ONLY", "is_loopback", "server", "tls_files"]
 
 LOOPBACK_ONLY = (
     "--auth none lets every caller act as admin, so it binds only to loopback addresses "
     "(127.0.0.1, ::1, localhost); use token authentication (the default) to listen on others"
 )
+
+
+def tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """The certificate and key to serve HTTPS with, checked to load as a pair; None for
+    plain HTTP. Raises InvalidInput naming what is wrong."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise InvalidInput(f"{given} needs {missing} too (MLPLANE_TLS_CERT, MLPLANE_TLS_KEY)")
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
+    try:
+        # A passphrase callback that gives none: an encrypted key fails here rather than
+        # prompting on the terminal of every worker.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b""
+        )
+    except ssl.SSLError as exc:
+        raise InvalidInput(
+            f"the TLS certificate {cert} and key {key} do not load as a pair (PEM, an "
+            f"unencrypted key matching the certificate): {exc.reason or exc}"
+        ) from None
+    return str(cert), str(key)
 
 
 class AuthMode(enum.StrEnum):
@@ -49,15 +79,27 @@ def server(
         help="'token' (API tokens; default, or MLPLANE_AUTH) or 'none' (everyone is admin; "
         "loopback only).",
     ),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", help="PEM certificate (chain) to serve HTTPS with (MLPLANE_TLS_CERT)."
+    ),
+    tls_key: Path | None = typer.Option(
+        None, "--tls-key", help="PEM private key of --tls-cert (MLPLANE_TLS_KEY)."
+    ),
 ) -> None:
     """Run the REST server (API, MLflow-compatible API, health and metrics endpoints).
 
     Every route but /healthz, /readyz, /metrics, /health and /version needs an API token
     (``mlplane admin bootstrap`` makes the first one)."""
-    mode = AuthMode(auth or load_settings().auth)
+    settings = load_settings()
+    mode = AuthMode(auth or settings.auth)
     if mode == AuthMode.NONE and not is_loopback(host):
         print_error(LOOPBACK_ONLY)
         raise typer.Exit(2)
+    try:
+        tls = tls_files(tls_cert or settings.tls_cert, tls_key or settings.tls_key)
+    except InvalidInput as exc:
+        print_error(exc.message)
+        raise typer.Exit(2) from None
     # Each worker builds its app from the environment: hand the mode down that way.
     os.environ["MLPLANE_AUTH"] = mode.value
     import uvicorn
@@ -84,4 +126,6 @@ def server(
         log_level=log_level.value,
         loop="uvloop",
         http="httptools",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )

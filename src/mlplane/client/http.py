@@ -11,6 +11,7 @@ import base64
 import os
 import random
 import socket
+import ssl
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -74,6 +75,31 @@ def _r(run_id: str) -> str:
     return check.run_id(run_id)
 
 
+def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    """Certificates are always verified: against ``ca_bundle`` when given (a private
+    CA), else against httpx's public CAs. There is deliberately no switch to skip it."""
+    if ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.InvalidInput(
+            f"MLPLANE_CA_BUNDLE: cannot load CA certificates from {ca_bundle}: {exc}"
+        ) from None
+
+
+def _raise_if_untrusted(exc: httpx.TransportError, base: str) -> None:
+    """A certificate that does not verify will not verify on a retry: say so at once."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise errors.Unavailable(
+                f"the TLS certificate of {base} did not verify ({cause.verify_message}); "
+                "if the server uses a private CA, set MLPLANE_CA_BUNDLE to its PEM file"
+            ) from exc
+        cause = cause.__cause__ or cause.__context__
+
+
 class HttpTransport(Transport):
     """Calls a remote ``mlplane server``."""
 
@@ -85,7 +111,7 @@ class HttpTransport(Transport):
         headers = {"User-Agent": "mlplane-python"}
         if settings.token is not None:
             headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
-        verify: Any = str(settings.ca_bundle) if settings.ca_bundle else True
+        verify = _tls_context(settings.ca_bundle)
         # Nagle + delayed ACK costs ~40 ms per small request: send at once.
         transport = httpx.HTTPTransport(
             verify=verify,
@@ -122,6 +148,7 @@ class HttpTransport(Transport):
                     method, url, content=body(), params=params, headers=headers, **extra
                 )
             except httpx.TransportError as exc:
+                _raise_if_untrusted(exc, self.base)
                 if time.monotonic() > deadline:
                     raise errors.Unavailable(
                         f"cannot reach the mlplane server at {self.base}: {exc}"
@@ -155,6 +182,7 @@ class HttpTransport(Transport):
                     method, path, content=body, params=params, headers=headers
                 )
             except httpx.TransportError as exc:
+                _raise_if_untrusted(exc, self.base)
                 if time.monotonic() + delay > deadline:
                     raise errors.Unavailable(
                         f"cannot reach the mlplane server at {self.base}: {exc}"

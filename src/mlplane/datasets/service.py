@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from mlplane import projects
 from mlplane.blobs.chunks import ChunkRef, ChunkStore
+from mlplane.blobs.shred import shred_chunks
 from mlplane.datasets.adding import AddingMixin
 from mlplane.datasets.entities import DatasetFile, DatasetVersion
 from mlplane.datasets.sampling import SamplingMixin
@@ -70,6 +71,9 @@ class DataService(AddingMixin, SamplingMixin):
         self._chunks = chunks
         self._guard = guard
         self._keys = keys
+        self.chunk_users: Callable[[Any], set[str]] | None = None
+        """Every chunk any dataset or model version lists, in a session: what shredding
+        must spare. Set by whoever wires the services together (models store chunks too)."""
 
     def _project(
         self, s, p: Principal, project: str, perm: Permission, action: str, resource: str
@@ -242,6 +246,49 @@ class DataService(AddingMixin, SamplingMixin):
             )
             s.flush()
             return self._entity(s, ds, row, project, files=False)
+
+    def delete_version(
+        self,
+        p: Principal,
+        ref: str,
+        *,
+        project: str = projects.DEFAULT_PROJECT,
+        shred: bool = False,
+    ) -> int:
+        """Delete a version and the tags on it; returns how many chunks were shredded.
+
+        Without ``shred`` its chunks stay until garbage collection. With ``shred`` (the
+        project admin role), the chunks no other dataset or model version lists are
+        destroyed at once (see :func:`~mlplane.blobs.shred.shred_chunks`): their blobs
+        become unreadable, backups included. Shared chunks stay readable.
+        """
+        if shred and self.chunk_users is None:
+            raise InvalidInput("shredding needs the services wired together (chunk_users)")
+        action = "dataset.shred" if shred else "dataset.delete"
+        with self._guard.unit(write=True) as s:
+            ds, row = self._resolve(s, p, ref, project)
+            resource = f"dataset/{ds.name}@{row.version}"
+            perm = Permission.ADMIN if shred else Permission.WRITE
+            proj = self._project(s, p, project, perm, action, resource)
+            files = s.scalars(
+                select(DatasetFileRow.chunks).where(DatasetFileRow.version_id == row.id)
+            )
+            mine = {d for chunks in files for d, _ in json.loads(chunks)}
+            s.execute(
+                delete(DatasetTagRow).where(
+                    DatasetTagRow.dataset_id == ds.id, DatasetTagRow.version == row.version
+                )
+            )
+            s.execute(delete(DatasetFileRow).where(DatasetFileRow.version_id == row.id))
+            s.delete(row)
+            s.flush()
+            shredded = 0
+            if shred and self.chunk_users is not None:
+                shredded = shred_chunks(s, mine - self.chunk_users(s))
+            self._guard.audit(
+                s, p, action, resource, proj.id, details={"shredded_chunks": shredded}
+            )
+        return shredded
 
     def referenced_chunks(self, *, since_ms: int | None = None, session: Any = None) -> set[str]:
         """Digests of every chunk a version lists (only versions made since ``since_ms``)."""

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from mlplane import projects
+from mlplane.blobs.shred import shred_chunks
 from mlplane.db.engine import now_ms
 from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mlplane.registry import integrity, uri
@@ -57,6 +58,8 @@ class ManageMixin:
     _materialize: Any
     _verify_signature: Any
     _refused_load: Any
+    chunk_users: Any = None
+    """See ``DataService.chunk_users``: every chunk a dataset or model version lists."""
 
     # -- registered models -------------------------------------------------------------------
 
@@ -212,22 +215,60 @@ class ManageMixin:
             return version_entity(s, model, row, project)
 
     def delete_version(
-        self, p: Principal, ref: str, *, project: str = projects.DEFAULT_PROJECT
-    ) -> None:
+        self,
+        p: Principal,
+        ref: str,
+        *,
+        project: str = projects.DEFAULT_PROJECT,
+        shred: bool = False,
+    ) -> int:
         """Delete a version and the aliases on it; its number is never given out again.
-        A version a protected alias points at needs the approver role."""
+        A version a protected alias points at needs the approver role. Returns how many
+        chunks were shredded: with ``shred`` (the project admin role), the chunks of its
+        files that no other model or dataset version lists are destroyed at once (see
+        :func:`~mlplane.blobs.shred.shred_chunks`); without it they wait for gc."""
+        if shred and self.chunk_users is None:
+            raise InvalidInput("shredding needs the services wired together (chunk_users)")
         name, selector = uri.parse(ref)
+        action = "model.version.shred" if shred else "model.version.delete"
         with self._guard.unit(write=True) as s:
             proj, model = self._model(s, p, name, project, Permission.WRITE, "model.delete")
             row = self._version_row(s, model, selector)
+            resource = f"model/{name}@{row.version}"
+            if shred:
+                self._guard.require(
+                    p,
+                    Permission.ADMIN,
+                    project=project,
+                    project_id=proj.id,
+                    action=action,
+                    resource=resource,
+                )
             on_it = ModelAliasRow.model_id == model.id, ModelAliasRow.version == row.version
             held = set(s.scalars(select(ModelAliasRow.alias).where(*on_it)))
             self._require_approver_if_protected(s, p, proj.id, project, model, held)
+            mine = {d for f in json.loads(row.files) for d, _ in f["chunks"]}
             s.execute(delete(ModelAliasRow).where(*on_it))
             s.execute(delete(ModelTagRow).where(ModelTagRow.version_id == row.id))
             s.delete(row)
             model.updated_at = now_ms()
-            self._guard.audit(s, p, "model.version.delete", f"model/{name}@{row.version}", proj.id)
+            s.flush()
+            shredded = 0
+            if shred and self.chunk_users is not None:
+                shredded = shred_chunks(s, mine - self.chunk_users(s))
+            self._guard.audit(
+                s, p, action, resource, proj.id, details={"shredded_chunks": shredded}
+            )
+        return shredded
+
+    def referenced_chunks(self, *, session: Any) -> set[str]:
+        """Digests of every chunk a model version's files list."""
+        out: set[str] = set()
+        for (files,) in session.execute(
+            select(ModelVersionRow.files).execution_options(yield_per=500)
+        ):
+            out.update(d for f in json.loads(files) for d, _ in f["chunks"])
+        return out
 
     def delete_tag(
         self, p: Principal, ref: str, key: str, *, project: str = projects.DEFAULT_PROJECT

@@ -64,3 +64,38 @@ class NewToken:
 
     info: TokenInfo
     secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKeyVersion:
+    """One master key version and what it protects.
+
+    Attributes:
+        version: its number; never reused, even once retired.
+        created_at: ms since the epoch; None for a first key made before this was kept.
+        current: new data keys are wrapped under it.
+        retired_at: when its key bytes were deleted; None while it is available.
+        available: whether the key provider holds its bytes (it can unwrap).
+        wrapped: how many secrets are wrapped under it, by kind (``chunks``,
+            ``signing_keys``, ``audit_keys``); shredded chunks are not counted.
+    """
+
+    version: int
+    created_at: int | None
+    current: bool
+    retired_at: int | None
+    available: bool
+    wrapped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.wrapped.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What a rotation did: the current version and the secrets re-wrapped, by kind."""
+
+    version: int
+    created: bool
+    rewrapped: dict[str, int] = field(default_factory=dict)

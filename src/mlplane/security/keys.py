@@ -14,16 +14,23 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
+import fcntl
+import hashlib
+import hmac
 import json
 import os
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from mlplane.errors import InvalidInput, TamperedArtifact
+from mlplane.errors import Conflict, InvalidInput, NotFound, TamperedArtifact
 
 KEY_BYTES = 32
 
@@ -38,6 +45,11 @@ class KeyProvider(abc.ABC):
     @abc.abstractmethod
     def get(self, version: int) -> bytes:
         """A master key by version (older versions stay readable until retired)."""
+
+    def derivation_prk(self) -> bytes:
+        """The HKDF pseudorandom key that per-purpose secrets are expanded from: that of
+        master key version 1, so derived secrets survive rotation and retirement."""
+        return _extract(self.get(1))
 
 
 class EnvKey(KeyProvider):
@@ -66,34 +78,49 @@ class EnvKey(KeyProvider):
         return self._key
 
 
+_RECHECK_S = 1.0  # how often current() looks for a rotation made by another process
+
+
 class LocalKeyFile(KeyProvider):
-    """Versioned master keys in a JSON file readable by its owner only (0600)."""
+    """Versioned master keys in a JSON file readable by its owner only (0600).
+
+    The format: ``{"current": 2, "keys": {"1": b64, "2": b64}, "created": {"2": ms},
+    "retired": {"1": ms}, "derive_prk": b64}``. Every field but ``current`` and ``keys``
+    is optional, so a file written before rotation existed (one key) reads as version 1.
+    The file is re-read when it changes, so a running server picks up a rotation made by
+    ``mlplane keys rotate`` in another process.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         if not path.exists():
             self._create()
-        mode = path.stat().st_mode & 0o777
+        self._stamp: tuple[int, int] | None = None
+        self._data: dict[str, Any] = {}
+        self._reload()
+        self._checked = time.monotonic()
+
+    def _reload(self) -> None:
+        st = self.path.stat()
+        if (st.st_mtime_ns, st.st_ino) == self._stamp:
+            return
+        mode = st.st_mode & 0o777
         if mode & 0o077:
             raise InvalidInput(
-                f"the master key file {path} is readable by others (mode {mode:o}): chmod 600 it"
+                f"the master key file {self.path} is readable by others (mode {mode:o}): "
+                "chmod 600 it"
             )
-        data = json.loads(path.read_text())
-        self._current = int(data["current"])
+        data = json.loads(self.path.read_text())
+        # Keys before the current number: a reader in another thread never gets a
+        # number whose key it cannot find.
         self._keys = {int(v): base64.b64decode(k) for v, k in data["keys"].items()}
+        self._current = int(data["current"])
+        self._data, self._stamp = data, (st.st_mtime_ns, st.st_ino)
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps(
-            {"current": 1, "keys": {"1": base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}}
-        ).encode()
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        body = {"current": 1, "keys": {"1": _b64(secrets.token_bytes(KEY_BYTES))}}
+        tmp = self._write_tmp(body)
         try:
             os.link(tmp, self.path)  # fails if another process created it first: keep theirs
         except FileExistsError:
@@ -101,16 +128,103 @@ class LocalKeyFile(KeyProvider):
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _write_tmp(self, body: dict[str, Any]) -> Path:
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, json.dumps(body, indent=1).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return tmp
+
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, Any]]:
+        """Read, change and atomically replace the file, one process at a time."""
+        lock = os.open(
+            self.path.with_name(f".{self.path.name}.lock"), os.O_CREAT | os.O_RDWR, 0o600
+        )
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._stamp = None
+            self._reload()  # another process may have changed it since we read it
+            data = json.loads(json.dumps(self._data))
+            yield data
+            os.replace(self._write_tmp(data), self.path)
+            self._stamp = None
+            self._reload()
+            self._checked = time.monotonic()
+        finally:
+            os.close(lock)  # closing releases the lock
+
     def current(self) -> tuple[int, bytes]:
+        # Every new data key asks (one per chunk: 100,000 for a folder of small files), so
+        # the file is checked for a rotation by another process at most once a second; a
+        # key wrapped under the previous version meanwhile still unwraps, and `keys retire`
+        # refuses while any does.
+        now = time.monotonic()
+        if now - self._checked >= _RECHECK_S:
+            self._reload()
+            self._checked = now
         return self._current, self._keys[self._current]
 
     def get(self, version: int) -> bytes:
+        if version not in self._keys:
+            self._reload()
         try:
             return self._keys[version]
         except KeyError:
             raise TamperedArtifact(
-                f"master key version {version} is not in {self.path}: was the key file replaced?"
+                f"master key version {version} is not in {self.path}: was the key file "
+                "replaced, or the version retired?"
             ) from None
+
+    def derivation_prk(self) -> bytes:
+        self._reload()
+        if 1 in self._keys:
+            return super().derivation_prk()
+        return base64.b64decode(self._data["derive_prk"])
+
+    def versions(self) -> list[tuple[int, int | None, int | None]]:
+        """Every version ever made: (version, created ms, retired ms); None when unknown
+        (the first key predates the record) or not retired."""
+        self._reload()
+        created = {int(v): int(t) for v, t in self._data.get("created", {}).items()}
+        retired = {int(v): int(t) for v, t in self._data.get("retired", {}).items()}
+        return [(v, created.get(v), retired.get(v)) for v in sorted({*self._keys, *retired})]
+
+    def add_version(self) -> int:
+        """Make a new random master key the current one; returns its version."""
+        with self._editing() as data:
+            known = [int(v) for v in (*data["keys"], *data.get("retired", {}))]
+            version = max(known) + 1  # a retired number is never given out again
+            data["keys"][str(version)] = _b64(secrets.token_bytes(KEY_BYTES))
+            data.setdefault("created", {})[str(version)] = int(time.time() * 1000)
+            data["current"] = version
+        return version
+
+    def retire(self, version: int) -> None:
+        """Delete an old version's key bytes for good (the caller checked nothing needs it)."""
+        with self._editing() as data:
+            if version == int(data["current"]):
+                raise Conflict(f"master key version {version} is the current one")
+            if str(version) not in data["keys"]:
+                raise NotFound(f"master key version {version} is not in {self.path}")
+            if version == 1 and "derive_prk" not in data:
+                # Project secrets are derived from version 1 (KeyRing.derive): keep only the
+                # one-way HKDF extract of it, which derives them but unwraps nothing.
+                data["derive_prk"] = _b64(_extract(base64.b64decode(data["keys"]["1"])))
+            del data["keys"][str(version)]
+            data.setdefault("retired", {})[str(version)] = int(time.time() * 1000)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _extract(master: bytes) -> bytes:
+    """HKDF-Extract with no salt (RFC 5869: a salt of zeros), as HKDF itself does."""
+    return hmac.new(bytes(32), master, hashlib.sha256).digest()
 
 
 def provider_for(home: Path, env_key: str | None) -> KeyProvider:
@@ -138,10 +252,19 @@ class KeyRing:
     def derive(self, purpose: str) -> bytes:
         """A 32-byte secret for one purpose (e.g. a project's PII pseudonyms), derived from
         the first master key with HKDF-SHA256, so it stays stable when the master key rotates."""
-        master = self._provider.get(1)
-        return HKDF(
-            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()
-        ).derive(master)
+        # HKDF = Extract then Expand; the extract is kept when version 1 is retired.
+        prk = self._provider.derivation_prk()
+        return HKDFExpand(
+            algorithm=hashes.SHA256(), length=KEY_BYTES, info=purpose.encode()
+        ).derive(prk)
+
+    @property
+    def provider(self) -> KeyProvider:
+        return self._provider
+
+    def rewrap(self, version: int, wrapped: bytes) -> tuple[int, bytes]:
+        """The same secret, wrapped under the current master key instead of ``version``."""
+        return self.wrap(self.unwrap(version, wrapped))
 
     def unwrap(self, version: int, wrapped: bytes) -> bytes:
         try:

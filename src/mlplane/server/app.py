@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from mlplane._version import __version__
 from mlplane.config import Settings, load_settings
 from mlplane.db.migrate import HEAD_REVISION, current_revision
-from mlplane.server import errors, mlflow_api
+from mlplane.server import errors, headers, mlflow_api
 from mlplane.server.auth import AuthMiddleware
 from mlplane.server.observability import Metrics, MetricsMiddleware
+from mlplane.server.ratelimit import RateLimitMiddleware
 from mlplane.server.routers import datasets, models, tracking
 from mlplane.services import Services
 
@@ -53,7 +54,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = svc
     app.state.settings = settings
     errors.install(app)
-    # Added first, so it runs inside the metrics middleware: refusals are counted too.
+    # Inside authentication: it keys on the (valid) token.
+    app.add_middleware(
+        RateLimitMiddleware,
+        per_s=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+        by_token=settings.auth == "token",
+    )
+    # Added before metrics, so it runs inside the metrics middleware: refusals are counted too.
     app.add_middleware(AuthMiddleware, mode=settings.auth, identities=svc.identities)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(tracking.router)
@@ -81,6 +89,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.add_route("/metrics", metrics.render, include_in_schema=False)
     _document_raw_bodies(app)
+    headers.install(app, settings)
     return app
 
 
