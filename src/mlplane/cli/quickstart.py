@@ -68,7 +68,7 @@ def quickstart(
     info(
         f"Compare: mlplane{where} runs compare {ranked[0]['run_id'][:8]} {ranked[1]['run_id'][:8]}"
     )
-    info("Serve:   mlplane server")
+    info("Serve:   mlplane admin bootstrap  (once: an admin token), then mlplane server")
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
