@@ -7,9 +7,10 @@ import enum
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -21,6 +22,9 @@ from mlplane.client import Client
 from mlplane.errors import InvalidInput, MlplaneError, NotFound
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.tracking.entities import Experiment, ViewType
+
+if TYPE_CHECKING:
+    from mlplane.services import Services
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 
@@ -52,6 +56,29 @@ def state(ctx: typer.Context) -> State:
     if not isinstance(obj, State):  # only when a command runs without the root callback
         obj = ctx.find_root().obj = State(os.environ.get("MLPLANE_URI") or None)
     return obj
+
+
+@contextmanager
+def local_services(ctx: typer.Context, what: str) -> Iterator[Services]:
+    """The services on this machine's store, for commands that only run beside the server's
+    database and key file (identities, keys, the audit log); ``what`` names the task in
+    the refusal of an http(s) ``--uri``."""
+    from mlplane.config import load_settings
+
+    uri = state(ctx).uri
+    settings = load_settings(uri=uri) if uri else load_settings()
+    if settings.is_remote:
+        raise InvalidInput(
+            f"{what}: managed on the server's own store only; run this where its database "
+            "and master key are (MLPLANE_HOME or MLPLANE_DB_URL), without an http(s) --uri"
+        )
+    from mlplane.services import Services  # the whole stack: only for these commands
+
+    services = Services.from_settings(settings)
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 def client(ctx: typer.Context) -> Client:

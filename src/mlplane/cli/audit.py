@@ -25,11 +25,10 @@ from mlplane.cli._common import (
     fmt_time,
     info,
     jsonable,
+    local_services,
     print_error,
     print_json,
-    state,
 )
-from mlplane.config import load_settings
 from mlplane.errors import InvalidInput
 from mlplane.security import local_admin
 from mlplane.security.audit import AuditService
@@ -43,21 +42,8 @@ SinceOption = typer.Option(
 
 @contextmanager
 def _audit(ctx: typer.Context) -> Iterator[AuditService]:
-    uri = state(ctx).uri
-    settings = load_settings(uri=uri) if uri else load_settings()
-    if settings.is_remote:
-        raise InvalidInput(
-            "the audit log is read and verified on the server's own store: run this where "
-            "the server's database and master key are (MLPLANE_HOME or MLPLANE_DB_URL), "
-            "without an http(s) --uri"
-        )
-    from mlplane.services import Services  # the whole stack: only for these commands
-
-    services = Services.from_settings(settings)
-    try:
+    with local_services(ctx, "the audit log") as services:
         yield services.audit
-    finally:
-        services.close()
 
 
 def _since_ms(since: str | None) -> int | None:

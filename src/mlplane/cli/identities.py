@@ -14,10 +14,16 @@ from contextlib import contextmanager
 import typer
 from rich.table import Table
 
-from mlplane.cli._common import JsonOption, cells, console, fmt_time, info, print_json, state
-from mlplane.config import load_settings
+from mlplane.cli._common import (
+    JsonOption,
+    cells,
+    console,
+    fmt_time,
+    info,
+    local_services,
+    print_json,
+)
 from mlplane.db.engine import now_ms
-from mlplane.errors import InvalidInput
 from mlplane.security import local_admin
 from mlplane.security.entities import Identity, NewToken, TokenInfo
 from mlplane.security.identities import IdentityService
@@ -32,21 +38,8 @@ ExpiresOption = typer.Option("90d", "--expires", help="Lifetime: 30m, 12h, 90d, 
 
 @contextmanager
 def _identities(ctx: typer.Context) -> Iterator[IdentityService]:
-    uri = state(ctx).uri
-    settings = load_settings(uri=uri) if uri else load_settings()
-    if settings.is_remote:
-        raise InvalidInput(
-            "identities and tokens are managed on the server's own store: run this where "
-            "the server's database is reachable (MLPLANE_HOME or MLPLANE_DB_URL), without "
-            "an http(s) --uri"
-        )
-    from mlplane.services import Services  # the whole stack: only for these commands
-
-    services = Services.from_settings(settings)
-    try:
+    with local_services(ctx, "identities and tokens") as services:
         yield services.identities
-    finally:
-        services.close()
 
 
 # -- users ----------------------------------------------------------------------------------------

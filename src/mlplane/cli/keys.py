@@ -21,42 +21,21 @@ from mlplane.cli._common import (
     fmt_time,
     info,
     jsonable,
+    local_services,
     print_json,
-    state,
 )
-from mlplane.config import load_settings
-from mlplane.errors import InvalidInput
 from mlplane.security import local_admin
 from mlplane.security.masterkeys import KeyService
 
 if TYPE_CHECKING:
-    from mlplane.services import Services
+    pass
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @contextmanager
-def local_services(ctx: typer.Context, what: str) -> Iterator[Services]:
-    """The services on this machine's store; ``what`` names the task for the refusal."""
-    uri = state(ctx).uri
-    settings = load_settings(uri=uri) if uri else load_settings()
-    if settings.is_remote:
-        raise InvalidInput(
-            f"{what} runs where the server's key file and database are: run this on that "
-            "machine (MLPLANE_HOME or MLPLANE_DB_URL), without an http(s) --uri"
-        )
-    from mlplane.services import Services  # the whole stack: only for these commands
-
-    services = Services.from_settings(settings)
-    try:
-        yield services
-    finally:
-        services.close()
-
-
-@contextmanager
 def _keys(ctx: typer.Context) -> Iterator[KeyService]:
-    with local_services(ctx, "master key management") as services:
+    with local_services(ctx, "master keys") as services:
         yield services.master_keys
 
 
@@ -129,7 +108,7 @@ ShredOption = typer.Option(
 
 def remove_version(ctx: typer.Context, kind: str, ref: str, project: str, shred: bool) -> None:
     """``data rm`` and ``models rm``: DataService / RegistryService.delete_version."""
-    with local_services(ctx, f"{kind} rm") as services:
+    with local_services(ctx, "deleting versions") as services:
         service = services.data if kind == "data" else services.registry
         shredded = service.delete_version(local_admin(), ref, project=project, shred=shred)
     tail = f"; shredded {shredded} chunks" if shred else "; gc reclaims its chunks"
