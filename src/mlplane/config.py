@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     """``mlplane gc`` drops multipart artifact uploads started longer ago than this and never
     completed or aborted, so their parts become garbage (kept by the grace period first)."""
 
+    secrets_policy: Literal["refuse", "mask"] = "refuse"
+    """What a param or tag value that looks like a credential (an API token, a key, a
+    URL's password) gets: ``refuse`` (an error naming the key and the kind of secret) or
+    ``mask`` (stored with the secret replaced by ``[redacted:<kind>]``)."""
+
     log_system_metrics: bool = False
     system_metrics_interval_s: float = Field(default=10.0, gt=0)
 

@@ -169,6 +169,8 @@ class Dataset:
                 lambda folder: client.transport.download_dataset(
                     self.version.ref, folder, project=self.project
                 ),
+                # The store checks and audits each read of unhandled PII: no cache hit skips it.
+                refetch=self.version.pii_unhandled,
             )
         return Path(client.transport.download_dataset(self.version.ref, dest, project=self.project))
 

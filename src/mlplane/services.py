@@ -47,7 +47,13 @@ class Services:
             ensure_schema(db, auto_upgrade=settings.auto_upgrade)
         blobs = BlobStore(settings.resolved_artifacts_url)
         guard = Guard(db, lambda: services.keys)
-        tracking = TrackingService(db, blobs, guard, max_batch_points=settings.max_batch_points)
+        tracking = TrackingService(
+            db,
+            blobs,
+            guard,
+            max_batch_points=settings.max_batch_points,
+            secrets_policy=settings.secrets_policy,
+        )
         services = cls(
             settings=settings,
             db=db,

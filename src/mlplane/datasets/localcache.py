@@ -25,13 +25,18 @@ class VersionCache:
         self.root = root
         self.max_bytes = max_bytes
 
-    def path(self, digest: str, fetch: Callable[[Path], object]) -> Path:
-        """The folder holding the version with ``digest``; ``fetch(folder)`` fills it once."""
+    def path(self, digest: str, fetch: Callable[[Path], object], *, refetch: bool = False) -> Path:
+        """The folder holding the version with ``digest``; ``fetch(folder)`` fills it once.
+
+        With ``refetch``, ``fetch`` runs even when the version is cached (and its copy is
+        dropped): for versions the store must authorize and audit at every read, such as
+        those with unhandled PII, which a cached copy would otherwise hand out unchecked.
+        """
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
         folder = self.root / digest.replace(":", "-")
         done = folder / _DONE
-        if done.exists():
+        if done.exists() and not refetch:
             os.utime(done)  # recently used
             return folder
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"

@@ -32,7 +32,7 @@ from mlplane.datasets.tables import (
 )
 from mlplane.db import numbered
 from mlplane.db.engine import Database
-from mlplane.errors import InvalidInput, NotFound, QualityGateFailed
+from mlplane.errors import InvalidInput, NotFound, PermissionDenied, QualityGateFailed
 from mlplane.projects import service as project_rows
 from mlplane.projects.tables import ProjectRow
 from mlplane.security import Guard, Permission, Principal
@@ -355,10 +355,56 @@ class DataService(AddingMixin, SamplingMixin):
             )
             return True
 
+    def _require_pii_export(
+        self,
+        s: Any,
+        p: Principal,
+        ds: DatasetRow,
+        row: DatasetVersionRow,
+        project: str,
+        proj: ProjectRow | None,
+    ) -> None:
+        """Bytes of a version with unhandled PII leave the store only for a project admin,
+        and every such export is audited (``dataset.export.pii``), allowed or denied.
+
+        Every method that hands out a version's bytes calls this, so the SDK, the CLI,
+        HTTP, samples and SQL over versions all follow one rule; metadata (the file list,
+        profiles, the PII report) stays readable with the read permission.
+        """
+        if not row.pii_unhandled:
+            return
+        version = f"{ds.name}@{row.version}"
+        resource = f"dataset/{version}"
+        project_id = proj.id if proj else None
+        try:
+            self._guard.require(
+                p,
+                Permission.ADMIN,
+                project=project,
+                project_id=project_id,
+                action="dataset.export.pii",
+                resource=resource,
+            )
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"{version} holds PII that no policy handles (see `mlplane data show "
+                f"{version}`): exporting or downloading it needs the 'admin' role on project "
+                f"{project!r}, which {p.name} does not have. Add the data again with its PII "
+                "columns masked (--pii mask, or pii='mask' in mlplane.data.add), or ask a "
+                "project admin",
+                **exc.details,
+            ) from None
+        self._guard.audit(s, p, "dataset.export.pii", resource, project_id)
+
     def open_file(
         self, p: Principal, ref: str, path: str, *, project: str = projects.DEFAULT_PROJECT
     ) -> tuple[int, Iterator[bytes]]:
-        """One file of a version: its size and its bytes, decrypted chunk by chunk."""
+        """One file of a version: its size and its bytes, decrypted chunk by chunk.
+
+        Raises:
+            PermissionDenied: the version holds unhandled PII and ``p`` is not a project
+                admin (see :meth:`_require_pii_export`).
+        """
         with self._guard.unit(write=True) as s:  # a download is an audited event
             ds, row = self._resolve(s, p, ref, project)
             found = s.execute(
@@ -369,6 +415,7 @@ class DataService(AddingMixin, SamplingMixin):
             if found is None:
                 raise NotFound(f"{ds.name}@{row.version} has no file {path!r}")
             proj = project_rows.find(s, project)
+            self._require_pii_export(s, p, ds, row, project, proj)
             self._guard.audit(
                 s,
                 p,
@@ -390,7 +437,8 @@ class DataService(AddingMixin, SamplingMixin):
     ) -> Path:
         """Write a version's files under ``dest`` (each file atomically); returns ``dest``.
 
-        ``progress(n)`` is called with the bytes written as they are written."""
+        ``progress(n)`` is called with the bytes written as they are written. A version
+        with unhandled PII needs the project admin role, as in :meth:`open_file`."""
         out = Path(dest)
         with self._guard.unit(write=True) as s:  # a download is an audited event
             ds, row = self._resolve(s, p, ref, project)
@@ -400,6 +448,7 @@ class DataService(AddingMixin, SamplingMixin):
                 )
             ).all()
             proj = project_rows.find(s, project)
+            self._require_pii_export(s, p, ds, row, project, proj)
             self._guard.audit(
                 s,
                 p,

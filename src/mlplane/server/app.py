@@ -15,9 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from mlplane._version import __version__
 from mlplane.config import Settings, load_settings
 from mlplane.db.migrate import HEAD_REVISION, current_revision
+from mlplane.security.secrets_scan import install_log_filter
 from mlplane.server import errors, headers, mlflow_api
 from mlplane.server.auth import AuthMiddleware
 from mlplane.server.observability import Metrics, MetricsMiddleware
+from mlplane.server.permissions import requires
 from mlplane.server.ratelimit import RateLimitMiddleware
 from mlplane.server.routers import datasets, models, tracking
 from mlplane.services import Services
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = svc
     app.state.settings = settings
     errors.install(app)
+    install_log_filter()  # no credential that reaches a log message is written out
     # Inside authentication: it keys on the (valid) token.
     app.add_middleware(
         RateLimitMiddleware,
@@ -69,12 +72,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(models.router)
     mlflow_api.install(app)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], openapi_extra=requires("open"))
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], openapi_extra=requires("open"))
     def readyz() -> JSONResponse:
         """The database answers and its schema is current."""
         try:

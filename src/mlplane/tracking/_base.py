@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 from sqlalchemy import select
@@ -48,12 +48,19 @@ class ServiceBase:
     """Stores, the guard, and the lookups that resolve an object to its project."""
 
     def __init__(
-        self, db: Database, blobs: BlobStore, guard: Guard, *, max_batch_points: int
+        self,
+        db: Database,
+        blobs: BlobStore,
+        guard: Guard,
+        *,
+        max_batch_points: int,
+        secrets_policy: str = "refuse",
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._guard = guard
         self._max_batch_points = max_batch_points
+        self._secrets_policy = secrets_policy
         self._key_ids: dict[str, int] = {}  # interned metric keys: ids never change
         self.input_check: Callable[[Principal, RunInput], bool] | None = None
         """Checks an input before it is logged; True records it as read with unhandled PII."""
@@ -66,6 +73,10 @@ class ServiceBase:
         return known
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _strings(self, kind: str, values: Mapping[str, object] | None) -> dict[str, str]:
+        """Params or tags checked, with credentials refused or masked by the policy."""
+        return check.without_secrets(kind, check.string_map(kind, values), self._secrets_policy)
 
     def _experiment_scope(self, s: Session, experiment_id: int) -> tuple[ExperimentRow, ProjectRow]:
         found = s.execute(

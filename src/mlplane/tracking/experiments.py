@@ -41,7 +41,7 @@ class ExperimentsMixin(ServiceBase):
     ) -> str:
         """Create an experiment; returns its id. Names are unique within a project."""
         check.name("experiment", name, check.MAX_EXPERIMENT_NAME_LENGTH)
-        clean_tags = check.string_map("tag", tags)
+        clean_tags = self._strings("tag", tags)
         with self._guard.unit(write=True) as s:
             proj = project_rows.get_or_create(s, project)
             self._require(p, Permission.WRITE, proj, "experiment.create", f"experiment/{name}")
@@ -186,7 +186,7 @@ class ExperimentsMixin(ServiceBase):
 
     def set_experiment_tag(self, p: Principal, experiment_id: str, key: str, value: str) -> None:
         eid = check.experiment_id(experiment_id)
-        tags = check.string_map("tag", {key: value})
+        tags = self._strings("tag", {key: value})
         with self._guard.unit(write=True) as s:
             row, proj = self._experiment_scope(s, eid)
             self._require(p, Permission.WRITE, proj, "experiment.update", f"experiment/{eid}")

@@ -141,8 +141,8 @@ class LoggedModelsMixin(ServiceBase):
     ) -> LoggedModel:
         """Create a PENDING model in an experiment (made by ``source_run_id`` if given)."""
         eid = check.experiment_id(experiment_id)
-        clean_tags = check.string_map("tag", tags)
-        clean_params = check.string_map("param", params)
+        clean_tags = self._strings("tag", tags)
+        clean_params = self._strings("param", params)
         model_name = name or f"model-{uuid.uuid4().hex[:8]}"
         check.name("logged model", model_name)
         model_id = MODEL_ID_PREFIX + uuid.uuid4().hex
@@ -225,7 +225,7 @@ class LoggedModelsMixin(ServiceBase):
             self._guard.audit(s, p, "logged-model.delete", f"logged-model/{model_id}", proj.id)
 
     def set_logged_model_tags(self, p: Principal, model_id: str, tags: Mapping[str, str]) -> None:
-        clean = check.string_map("tag", tags)
+        clean = self._strings("tag", tags)
         with self._guard.unit(write=True) as s:
             row, _ = self._model_for(s, p, model_id, Permission.WRITE, "logged-model.tag")
             for k, v in clean.items():
@@ -248,7 +248,7 @@ class LoggedModelsMixin(ServiceBase):
         self, p: Principal, model_id: str, params: Mapping[str, str]
     ) -> None:
         """Add params; like a run's they are write-once (the same value again is fine)."""
-        clean = check.string_map("param", params)
+        clean = self._strings("param", params)
         with self._guard.unit(write=True) as s:
             row, _ = self._model_for(s, p, model_id, Permission.WRITE, "logged-model.params")
             old = {

@@ -75,7 +75,7 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
     ) -> Run:
         """Start a run. With ``heartbeat`` the run is marked FAILED when its heartbeats stop."""
         eid = check.experiment_id(experiment_id)
-        clean_tags = check.string_map("tag", tags)
+        clean_tags = self._strings("tag", tags)
         if run_name is not None:
             check.name("run", run_name)
         with self._guard.unit(write=True) as s:
@@ -205,8 +205,8 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
         different value is a :class:`Conflict`.
         """
         rows = check.metrics(metrics, self._max_batch_points)
-        clean_params = check.string_map("param", params)
-        clean_tags = check.string_map("tag", tags)
+        clean_params = self._strings("param", params)
+        clean_tags = self._strings("tag", tags)
         key_ids = self._metric_key_ids(rows[0]) if rows[0] else {}
         with self._guard.unit(write=True) as s:
             run, _ = self._writable_run(s, p, run_id, "run.log")

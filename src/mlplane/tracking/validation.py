@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from mlplane.errors import InvalidInput, PayloadTooLarge
+from mlplane.security import secrets_scan
 from mlplane.tracking.entities import Metric, MetricColumns
 
 MAX_KEY_LENGTH = 250
@@ -127,6 +128,29 @@ def _integers(kind: str, column: Sequence[int], low: int) -> list[int]:
 def string_map(kind: str, values: Mapping[str, object] | None) -> dict[str, str]:
     check = param_value if kind == "param" else tag_value
     return {key(kind, k): check(k, v) for k, v in (values or {}).items()}
+
+
+def without_secrets(kind: str, values: dict[str, str], policy: str) -> dict[str, str]:
+    """``values`` checked for credentials under ``policy`` (``refuse`` or ``mask``).
+
+    The error names the key and the kind of secret, never the value: it is shown to the
+    caller, written to logs and may reach a shared terminal.
+    """
+    out = dict(values)
+    check = param_value if kind == "param" else tag_value
+    for k, v in values.items():
+        found = secrets_scan.find_secrets(v)
+        if not found:
+            continue
+        if policy != "mask":
+            raise InvalidInput(
+                f"{kind} {k!r} looks like it holds a secret ({', '.join(found)}); mlplane does "
+                f"not store credentials in {kind}s, which every reader of the project sees. "
+                "Pass it through the environment or a secrets manager instead, or have the "
+                "server set secrets_policy = 'mask' to store it masked"
+            )
+        out[k] = check(k, secrets_scan.mask(v))  # a mask is longer than a short secret
+    return out
 
 
 def artifact_path(value: str | None, *, allow_root: bool = False) -> str:

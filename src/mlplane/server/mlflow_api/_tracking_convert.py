@@ -20,7 +20,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from mlplane._json import float_out
-from mlplane.errors import AlreadyExists, NotFound, PayloadTooLarge
+from mlplane.errors import AlreadyExists, NotFound, PayloadTooLarge, PermissionDenied
 from mlplane.security import Principal
 from mlplane.server.bodies import read_limited
 from mlplane.server.mlflow_api._wire import MlflowError
@@ -207,9 +207,10 @@ def page_token(offset: int) -> str:
 # -- ids and URIs ----------------------------------------------------------------------------
 
 
-async def default_experiment_id(request: Request, who: Principal) -> str:
+async def default_experiment_id(request: Request, who: Principal) -> str | None:
     """Our id of MLflow's experiment "0": the default project's "Default", made on first use
-    and remembered by the app (an experiment's id never changes)."""
+    and remembered by the app (an experiment's id never changes). None while it does not
+    exist and the caller may not make it."""
     state = request.app.state
     found: str | None = getattr(state, "mlflow_default_experiment_id", None)
     if found is None:
@@ -218,7 +219,7 @@ async def default_experiment_id(request: Request, who: Principal) -> str:
     return found
 
 
-def _find_or_create_default(svc: Any, who: Principal) -> str:
+def _find_or_create_default(svc: Any, who: Principal) -> str | None:
     tracking = svc.tracking
     try:
         return str(tracking.get_experiment_by_name(who, DEFAULT_EXPERIMENT_NAME).experiment_id)
@@ -228,6 +229,10 @@ def _find_or_create_default(svc: Any, who: Principal) -> str:
         return str(tracking.create_experiment(who, DEFAULT_EXPERIMENT_NAME))
     except AlreadyExists:  # another worker made it meanwhile
         return str(tracking.get_experiment_by_name(who, DEFAULT_EXPERIMENT_NAME).experiment_id)
+    except PermissionDenied:
+        # A viewer's read must not fail because nobody has written yet: until someone who
+        # may write makes it, experiment "0" does not exist (and is not remembered).
+        return None
 
 
 class Ids:
@@ -235,7 +240,7 @@ class Ids:
 
     __slots__ = ("default",)
 
-    def __init__(self, default: str) -> None:
+    def __init__(self, default: str | None) -> None:
         self.default = default
 
     @classmethod
@@ -246,7 +251,11 @@ class Ids:
         if experiment_id is None or experiment_id == "":
             raise MlflowError("Missing value for required parameter 'experiment_id'.")
         text = str(experiment_id)
-        return self.default if text == DEFAULT_EXPERIMENT_ID else text
+        if text != DEFAULT_EXPERIMENT_ID:
+            return text
+        if self.default is None:
+            raise NotFound(f"experiment {DEFAULT_EXPERIMENT_ID} does not exist yet")
+        return self.default
 
     def outward(self, experiment_id: str) -> str:
         return DEFAULT_EXPERIMENT_ID if experiment_id == self.default else experiment_id

@@ -14,6 +14,7 @@ from mlplane.errors import NotFound
 from mlplane.server.deps import principal, services
 from mlplane.server.mlflow_api import _tracking_convert as conv
 from mlplane.server.mlflow_api._wire import MlflowError, MlflowRoute, ok
+from mlplane.server.permissions import requires
 from mlplane.tracking import validation as check
 
 router = APIRouter(route_class=MlflowRoute, tags=["mlflow"])
@@ -21,7 +22,7 @@ router = APIRouter(route_class=MlflowRoute, tags=["mlflow"])
 _DEFAULT_MAX_RESULTS = 1000
 
 
-@router.post("/experiments/create")
+@router.post("/experiments/create", openapi_extra=requires("write"))
 async def create_experiment(request: Request) -> Response:
     svc, who = services(request), principal(request)
     body = await conv.read_json(request, svc.settings.max_request_bytes)
@@ -41,7 +42,7 @@ async def create_experiment(request: Request) -> Response:
     return ok({"experiment_id": ids.outward(eid)})
 
 
-@router.get("/experiments/get")
+@router.get("/experiments/get", openapi_extra=requires("read"))
 async def get_experiment(request: Request) -> Response:
     who = principal(request)
     body = conv.query(request)
@@ -51,7 +52,7 @@ async def get_experiment(request: Request) -> Response:
     return ok({"experiment": conv.experiment_out(exp, ids)})
 
 
-@router.get("/experiments/get-by-name")
+@router.get("/experiments/get-by-name", openapi_extra=requires("read"))
 async def get_experiment_by_name(request: Request) -> Response:
     who = principal(request)
     name = conv.required_string(conv.query(request), "experiment_name")
@@ -65,7 +66,7 @@ async def get_experiment_by_name(request: Request) -> Response:
     return ok({"experiment": conv.experiment_out(exp, ids)})
 
 
-@router.post("/experiments/search")
+@router.post("/experiments/search", openapi_extra=requires("read"))
 async def search_experiments(request: Request) -> Response:
     svc = services(request)
     return await _search_experiments(
@@ -73,7 +74,7 @@ async def search_experiments(request: Request) -> Response:
     )
 
 
-@router.get("/experiments/search")
+@router.get("/experiments/search", openapi_extra=requires("read"))
 async def search_experiments_get(request: Request) -> Response:
     return await _search_experiments(request, conv.query(request, repeated=("order_by",)))
 
@@ -106,7 +107,7 @@ async def _search_experiments(request: Request, body: conv.Body) -> Response:
     return ok(out)
 
 
-@router.post("/experiments/update")
+@router.post("/experiments/update", openapi_extra=requires("write"))
 async def update_experiment(request: Request) -> Response:
     svc, who = services(request), principal(request)
     body = await conv.read_json(request, svc.settings.max_request_bytes)
@@ -117,12 +118,12 @@ async def update_experiment(request: Request) -> Response:
     return ok()
 
 
-@router.post("/experiments/delete")
+@router.post("/experiments/delete", openapi_extra=requires("write"))
 async def delete_experiment(request: Request) -> Response:
     return await _set_stage(request, deleted=True)
 
 
-@router.post("/experiments/restore")
+@router.post("/experiments/restore", openapi_extra=requires("write"))
 async def restore_experiment(request: Request) -> Response:
     return await _set_stage(request, deleted=False)
 
@@ -137,7 +138,7 @@ async def _set_stage(request: Request, *, deleted: bool) -> Response:
     return ok()
 
 
-@router.post("/experiments/set-experiment-tag")
+@router.post("/experiments/set-experiment-tag", openapi_extra=requires("write"))
 async def set_experiment_tag(request: Request) -> Response:
     svc, who = services(request), principal(request)
     body = await conv.read_json(request, svc.settings.max_request_bytes)
@@ -151,7 +152,7 @@ async def set_experiment_tag(request: Request) -> Response:
     return ok()
 
 
-@router.post("/experiments/delete-experiment-tag")
+@router.post("/experiments/delete-experiment-tag", openapi_extra=requires("write"))
 async def delete_experiment_tag(request: Request) -> Response:
     svc, who = services(request), principal(request)
     body = await conv.read_json(request, svc.settings.max_request_bytes)

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from mlplane.server.deps import principal, services
 from mlplane.server.mlflow_api import _tracking_convert as conv
 from mlplane.server.mlflow_api._wire import MlflowError, MlflowRoute, ok
+from mlplane.server.permissions import requires
 
 router = APIRouter(route_class=MlflowRoute, tags=["mlflow"])
 
@@ -24,7 +25,7 @@ ARTIFACT_PAGE_SIZE = 1000
 # -- metric history --------------------------------------------------------------------------
 
 
-@router.get("/metrics/get-history")
+@router.get("/metrics/get-history", openapi_extra=requires("read"))
 async def get_metric_history(request: Request) -> Response:
     who, body = principal(request), conv.query(request)
     rid = conv.run_id(body)
@@ -44,7 +45,7 @@ async def get_metric_history(request: Request) -> Response:
     return ok(out)
 
 
-@router.get("/metrics/get-history-bulk-interval")
+@router.get("/metrics/get-history-bulk-interval", openapi_extra=requires("read"))
 async def get_metric_history_bulk_interval(request: Request) -> Response:
     """Each run's history of one metric, sampled evenly to at most ``max_results`` points
     (first and last kept), within ``[start_step, end_step]`` when given: the UI's charts."""
@@ -98,7 +99,7 @@ def _evenly_spaced(total: int, limit: int) -> list[int]:
 # -- artifacts -------------------------------------------------------------------------------
 
 
-@router.get("/artifacts/list")
+@router.get("/artifacts/list", openapi_extra=requires("read"))
 async def list_artifacts(request: Request) -> Response:
     who, body = principal(request), conv.query(request)
     rid = conv.run_id(body)

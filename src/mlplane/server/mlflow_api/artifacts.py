@@ -32,6 +32,7 @@ from mlplane.server.mlflow_api._artifact_paths import (
     safe_path,
 )
 from mlplane.server.mlflow_api._wire import MlflowError, MlflowRoute, ok
+from mlplane.server.permissions import requires
 from mlplane.services import Services
 from mlplane.tracking.entities import ArtifactInfo
 
@@ -87,7 +88,7 @@ def _store(svc: Services, who: Principal, target: Target, source: str) -> Artifa
     return svc.tracking.log_model_artifact(who, target.owner_id, target.rel, source)
 
 
-@router.put("/artifacts/{path:path}")
+@router.put("/artifacts/{path:path}", openapi_extra=requires("write"))
 async def upload_artifact(path: str, request: Request, svc: Svc, who: Who) -> Response:
     target = require_file(path)
     # Refused before the body is read: a wrong path never costs a spooled upload.
@@ -118,7 +119,7 @@ def _list(svc: Services, who: Principal, path: str) -> list[dict[str, object]]:
     ]
 
 
-@router.get("/artifacts")
+@router.get("/artifacts", openapi_extra=requires("read"))
 async def list_artifacts(svc: Svc, who: Who, path: str | None = None) -> Response:
     clean = safe_path(path)
     return ok({"files": await run_in_threadpool(_list, svc, who, clean)})
@@ -131,7 +132,7 @@ def _open(svc: Services, who: Principal, target: Target) -> tuple[ArtifactInfo, 
     return svc.tracking.open_model_artifact(who, target.owner_id, target.rel)
 
 
-@router.get("/artifacts/{path:path}")
+@router.get("/artifacts/{path:path}", openapi_extra=requires("read"))
 async def download_artifact(path: str, svc: Svc, who: Who) -> StreamingResponse:
     target = require_file(path)
     info, fh = await run_in_threadpool(_open, svc, who, target)
@@ -167,7 +168,7 @@ def _delete(svc: Services, who: Principal, path: str) -> None:
         svc.tracking.delete_model_artifacts(who, target.owner_id, target.rel or None)
 
 
-@router.delete("/artifacts/{path:path}")
+@router.delete("/artifacts/{path:path}", openapi_extra=requires("write"))
 async def delete_artifact(path: str, svc: Svc, who: Who) -> Response:
     await run_in_threadpool(_delete, svc, who, safe_path(path))
     return ok()
@@ -190,7 +191,7 @@ def _create(svc: Services, who: Principal, target: Target, num_parts: int) -> st
     return svc.tracking.create_upload(who, target.owner, target.owner_id, target.rel, num_parts)
 
 
-@router.post("/mpu/create/{path:path}")
+@router.post("/mpu/create/{path:path}", openapi_extra=requires("write"))
 async def create_multipart_upload(
     path: str, body: CreateUpload, request: Request, svc: Svc, who: Who
 ) -> Response:
@@ -207,7 +208,11 @@ async def create_multipart_upload(
     return ok({"upload_id": upload_id, "credentials": credentials})
 
 
-@router.put("/mpu/parts/{upload_id}/{part_number}", name="mlflow_upload_part")
+@router.put(
+    "/mpu/parts/{upload_id}/{part_number}",
+    name="mlflow_upload_part",
+    openapi_extra=requires("capability"),
+)
 async def upload_part(upload_id: str, part_number: int, request: Request, svc: Svc) -> Response:
     # Checked before the body is read: this route takes no credentials (see server/auth.py).
     await run_in_threadpool(svc.tracking.check_upload_part, upload_id, part_number)
@@ -221,7 +226,7 @@ async def upload_part(upload_id: str, part_number: int, request: Request, svc: S
     return response
 
 
-@router.post("/mpu/complete/{path:path}")
+@router.post("/mpu/complete/{path:path}", openapi_extra=requires("write"))
 async def complete_multipart_upload(
     path: str, body: CompleteUpload, svc: Svc, who: Who
 ) -> Response:
@@ -231,7 +236,7 @@ async def complete_multipart_upload(
     return ok()
 
 
-@router.post("/mpu/abort/{path:path}")
+@router.post("/mpu/abort/{path:path}", openapi_extra=requires("write"))
 async def abort_multipart_upload(path: str, body: AbortUpload, svc: Svc, who: Who) -> Response:
     _destination(path, body.path)
     await run_in_threadpool(svc.tracking.abort_upload, who, body.upload_id)

@@ -27,6 +27,7 @@ from mlplane.server.deps import principal, services
 from mlplane.server.mlflow_api._artifact_paths import logged_model_artifact_uri, safe_path
 from mlplane.server.mlflow_api._tracking_convert import Ids
 from mlplane.server.mlflow_api._wire import MlflowError, MlflowRoute, ok
+from mlplane.server.permissions import requires
 from mlplane.services import Services
 from mlplane.tracking import logged_model_search as search
 from mlplane.tracking.entities import LoggedModel, LoggedModelStatus
@@ -143,7 +144,7 @@ def _pairs(items: list[KeyValue]) -> dict[str, str]:
 
 def _inward_filter(text: str | None, ids: Ids) -> str | None:
     """MLflow's default experiment "0" named in a filter is ours under its own id."""
-    if not text:
+    if not text or ids.default is None:  # no "Default" yet: "0" matches nothing, as it should
         return text
     return re.sub(
         r"(experiment_id\s*(?:=|!=)\s*)(['\"])0\2",
@@ -152,7 +153,7 @@ def _inward_filter(text: str | None, ids: Ids) -> str | None:
     )
 
 
-@router.post("/logged-models")
+@router.post("/logged-models", openapi_extra=requires("write"))
 async def create_logged_model(body: CreateModel, request: Request, svc: Svc, who: Who) -> Response:
     ids = await Ids.of(request, who)
     model = await run_in_threadpool(
@@ -170,7 +171,7 @@ async def create_logged_model(body: CreateModel, request: Request, svc: Svc, who
     return ok({"model": model_json(model, ids)})
 
 
-@router.post("/logged-models/search")
+@router.post("/logged-models/search", openapi_extra=requires("read"))
 async def search_logged_models(
     body: SearchModels, request: Request, svc: Svc, who: Who
 ) -> Response:
@@ -201,7 +202,7 @@ async def search_logged_models(
     return ok(out)
 
 
-@router.get("/logged-models/{model_id}")
+@router.get("/logged-models/{model_id}", openapi_extra=requires("read"))
 async def get_logged_model(
     model_id: str, request: Request, svc: Svc, who: Who, allow_deleted: bool = False
 ) -> Response:
@@ -212,7 +213,7 @@ async def get_logged_model(
     return ok({"model": model_json(model, ids)})
 
 
-@router.patch("/logged-models/{model_id}")
+@router.patch("/logged-models/{model_id}", openapi_extra=requires("write"))
 async def finalize_logged_model(
     model_id: str, body: FinalizeModel, request: Request, svc: Svc, who: Who
 ) -> Response:
@@ -228,31 +229,31 @@ async def finalize_logged_model(
     return ok({"model": model_json(model, ids)})
 
 
-@router.delete("/logged-models/{model_id}")
+@router.delete("/logged-models/{model_id}", openapi_extra=requires("write"))
 def delete_logged_model(model_id: str, svc: Svc, who: Who) -> Response:
     svc.tracking.delete_logged_model(who, model_id)
     return ok()
 
 
-@router.patch("/logged-models/{model_id}/tags")
+@router.patch("/logged-models/{model_id}/tags", openapi_extra=requires("write"))
 def set_logged_model_tags(model_id: str, body: Tags, svc: Svc, who: Who) -> Response:
     svc.tracking.set_logged_model_tags(who, model_id, _pairs(body.tags))
     return ok()
 
 
-@router.delete("/logged-models/{model_id}/tags/{tag_key:path}")
+@router.delete("/logged-models/{model_id}/tags/{tag_key:path}", openapi_extra=requires("write"))
 def delete_logged_model_tag(model_id: str, tag_key: str, svc: Svc, who: Who) -> Response:
     svc.tracking.delete_logged_model_tag(who, model_id, tag_key)
     return ok()
 
 
-@router.post("/logged-models/{model_id}/params")
+@router.post("/logged-models/{model_id}/params", openapi_extra=requires("write"))
 def log_logged_model_params(model_id: str, body: Params, svc: Svc, who: Who) -> Response:
     svc.tracking.log_logged_model_params(who, model_id, _pairs(body.params))
     return ok()
 
 
-@router.get("/logged-models/{model_id}/artifacts/directories")
+@router.get("/logged-models/{model_id}/artifacts/directories", openapi_extra=requires("read"))
 def list_logged_model_artifacts(
     model_id: str, svc: Svc, who: Who, artifact_directory_path: str | None = None
 ) -> Response:
@@ -269,7 +270,7 @@ def list_logged_model_artifacts(
     return ok({"root_uri": root, "files": files})
 
 
-@router.get("/logged-models/{model_id}/artifacts/files")
+@router.get("/logged-models/{model_id}/artifacts/files", openapi_extra=requires("read"))
 async def get_logged_model_artifact(
     model_id: str, svc: Svc, who: Who, artifact_file_path: str | None = None
 ) -> StreamingResponse:

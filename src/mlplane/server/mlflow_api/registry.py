@@ -56,6 +56,7 @@ from mlplane.server.mlflow_api import _registry_search as search
 from mlplane.server.mlflow_api import _registry_source as sources
 from mlplane.server.mlflow_api._tracking_convert import integer, query, read_json, string
 from mlplane.server.mlflow_api._wire import MlflowError, MlflowRoute, ok
+from mlplane.server.permissions import requires
 from mlplane.services import Services
 
 router = APIRouter(route_class=MlflowRoute, tags=["mlflow"])
@@ -68,7 +69,7 @@ FILES = "/model-versions/files/{name}/{version}/mlflow-artifacts/artifacts"
 
 
 def _endpoint(
-    method: str, path: str, repeated: tuple[str, ...] = ()
+    method: str, path: str, access: str, repeated: tuple[str, ...] = ()
 ) -> Callable[[Handler], Handler]:
     """Register a handler: it gets the request's fields (query for GET, JSON otherwise) and
     runs in the thread pool; what it returns is the response body."""
@@ -83,7 +84,13 @@ def _endpoint(
             who = principal(request)
             return ok(await run_in_threadpool(handler, svc, who, body))
 
-        router.add_api_route(path, endpoint, methods=[method], name=f"mlflow_{handler.__name__}")
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            name=f"mlflow_{handler.__name__}",
+            openapi_extra=requires(access),
+        )
         return handler
 
     return register
@@ -113,7 +120,7 @@ def _refused(exc: Conflict) -> MlflowError:
 # -- registered models -----------------------------------------------------------------------
 
 
-@_endpoint("POST", "/registered-models/create")
+@_endpoint("POST", "/registered-models/create", "write")
 def create_registered_model(svc: Services, who: Principal, body: Body) -> Body:
     name = _name(body)
     model = svc.registry.create_model(
@@ -122,31 +129,31 @@ def create_registered_model(svc: Services, who: Principal, body: Body) -> Body:
     return {"registered_model": conv.model_out(model, [])}
 
 
-@_endpoint("GET", "/registered-models/get")
+@_endpoint("GET", "/registered-models/get", "read")
 def get_registered_model(svc: Services, who: Principal, body: Body) -> Body:
     return {"registered_model": _model_body(svc, who, _name(body))}
 
 
-@_endpoint("PATCH", "/registered-models/update")
+@_endpoint("PATCH", "/registered-models/update", "write")
 def update_registered_model(svc: Services, who: Principal, body: Body) -> Body:
     name = _name(body)
     svc.registry.update_model(who, name, description=string(body, "description") or "")
     return {"registered_model": _model_body(svc, who, name)}
 
 
-@_endpoint("POST", "/registered-models/rename")
+@_endpoint("POST", "/registered-models/rename", "write")
 def rename_registered_model(svc: Services, who: Principal, body: Body) -> Body:
     new_name = _name(body, "new_name")
     svc.registry.rename_model(who, _name(body), new_name)
     return {"registered_model": _model_body(svc, who, new_name)}
 
 
-@_endpoint("DELETE", "/registered-models/delete")
+@_endpoint("DELETE", "/registered-models/delete", "write")
 def delete_registered_model(svc: Services, who: Principal, body: Body) -> None:
     svc.registry.delete_model(who, _name(body))
 
 
-@_endpoint("GET", "/registered-models/search", repeated=("order_by",))
+@_endpoint("GET", "/registered-models/search", "read", repeated=("order_by",))
 def search_registered_models(svc: Services, who: Principal, body: Body) -> Body:
     clauses = search.parse_filter(string(body, "filter"), search.MODELS)
     order = search.parse_order(conv.string_list(body, "order_by"), search.MODELS)
@@ -165,7 +172,7 @@ def search_registered_models(svc: Services, who: Principal, body: Body) -> Body:
     return out
 
 
-@_endpoint("POST", "/registered-models/set-tag")
+@_endpoint("POST", "/registered-models/set-tag", "write")
 def set_registered_model_tag(svc: Services, who: Principal, body: Body) -> None:
     value = body.get("value")
     svc.registry.set_model_tag(
@@ -173,19 +180,19 @@ def set_registered_model_tag(svc: Services, who: Principal, body: Body) -> None:
     )
 
 
-@_endpoint("DELETE", "/registered-models/delete-tag")
+@_endpoint("DELETE", "/registered-models/delete-tag", "write")
 def delete_registered_model_tag(svc: Services, who: Principal, body: Body) -> None:
     svc.registry.delete_model_tag(who, _name(body), _name(body, "key"))
 
 
-@_endpoint("POST", "/registered-models/get-latest-versions")
+@_endpoint("POST", "/registered-models/get-latest-versions", "read")
 def get_latest_versions(svc: Services, who: Principal, body: Body) -> Body:
     versions = _versions(svc, who, _name(body))
     latest = conv.latest_per_stage(versions, conv.string_list(body, "stages") or None)
     return {"model_versions": [conv.version_out(v) for v in latest]}
 
 
-@_endpoint("POST", "/registered-models/alias")
+@_endpoint("POST", "/registered-models/alias", "write")
 def set_registered_model_alias(svc: Services, who: Principal, body: Body) -> None:
     try:
         svc.registry.set_alias(who, _name(body), _name(body, "alias"), conv.version_number(body))
@@ -193,15 +200,17 @@ def set_registered_model_alias(svc: Services, who: Principal, body: Body) -> Non
         raise _refused(exc) from None
 
 
-@_endpoint("DELETE", "/registered-models/alias")
+@_endpoint("DELETE", "/registered-models/alias", "write")
 def delete_registered_model_alias(svc: Services, who: Principal, body: Body) -> None:
     name, alias = _name(body), _name(body, "alias")
-    # MLflow deletes a missing alias without complaint; a missing model is still an error.
-    if alias in svc.registry.get_model(who, name).aliases:
+    try:  # the service checks the caller's role before it looks for the alias
         svc.registry.delete_alias(who, name, alias)
+    except NotFound:
+        # MLflow deletes a missing alias without complaint; a missing model is still an error.
+        svc.registry.get_model(who, name)
 
 
-@_endpoint("GET", "/registered-models/alias")
+@_endpoint("GET", "/registered-models/alias", "read")
 def get_model_version_by_alias(svc: Services, who: Principal, body: Body) -> Body:
     name, alias = _name(body), _name(body, "alias")
     number = svc.registry.get_model(who, name).aliases.get(alias)
@@ -213,7 +222,7 @@ def get_model_version_by_alias(svc: Services, who: Principal, body: Body) -> Bod
 # -- model versions --------------------------------------------------------------------------
 
 
-@_endpoint("POST", "/model-versions/create")
+@_endpoint("POST", "/model-versions/create", "write")
 def create_model_version(svc: Services, who: Principal, body: Body) -> Body:
     name = _name(body)
     source = _name(body, "source")
@@ -239,12 +248,12 @@ def create_model_version(svc: Services, who: Principal, body: Body) -> Body:
     return {"model_version": conv.version_out(version)}
 
 
-@_endpoint("GET", "/model-versions/get")
+@_endpoint("GET", "/model-versions/get", "read")
 def get_model_version(svc: Services, who: Principal, body: Body) -> Body:
     return {"model_version": conv.version_out(svc.registry.get_version(who, _ref(body)))}
 
 
-@_endpoint("PATCH", "/model-versions/update")
+@_endpoint("PATCH", "/model-versions/update", "write")
 def update_model_version(svc: Services, who: Principal, body: Body) -> Body:
     version = svc.registry.update_version(
         who, _ref(body), description=string(body, "description") or ""
@@ -252,12 +261,12 @@ def update_model_version(svc: Services, who: Principal, body: Body) -> Body:
     return {"model_version": conv.version_out(version)}
 
 
-@_endpoint("DELETE", "/model-versions/delete")
+@_endpoint("DELETE", "/model-versions/delete", "write")
 def delete_model_version(svc: Services, who: Principal, body: Body) -> None:
     svc.registry.delete_version(who, _ref(body))
 
 
-@_endpoint("POST", "/model-versions/transition-stage")
+@_endpoint("POST", "/model-versions/transition-stage", "write")
 def transition_model_version_stage(svc: Services, who: Principal, body: Body) -> Body:
     try:
         version = svc.registry.set_stage(
@@ -271,7 +280,7 @@ def transition_model_version_stage(svc: Services, who: Principal, body: Body) ->
     return {"model_version": conv.version_out(version)}
 
 
-@_endpoint("GET", "/model-versions/search", repeated=("order_by",))
+@_endpoint("GET", "/model-versions/search", "read", repeated=("order_by",))
 def search_model_versions(svc: Services, who: Principal, body: Body) -> Body:
     clauses = search.parse_filter(string(body, "filter"), search.VERSIONS)
     order = search.parse_order(
@@ -295,7 +304,11 @@ def search_model_versions(svc: Services, who: Principal, body: Body) -> Body:
     return out
 
 
-@router.get("/model-versions/get-download-uri", name="mlflow_get_model_version_download_uri")
+@router.get(
+    "/model-versions/get-download-uri",
+    name="mlflow_get_model_version_download_uri",
+    openapi_extra=requires("read"),
+)
 async def get_model_version_download_uri(request: Request) -> Response:
     svc, who, ref = services(request), principal(request), _ref(query(request))
     # Verified (every file hashed, the signature checked) and audited like any load.
@@ -305,13 +318,13 @@ async def get_model_version_download_uri(request: Request) -> Response:
     return ok({"artifact_uri": base + path})
 
 
-@_endpoint("POST", "/model-versions/set-tag")
+@_endpoint("POST", "/model-versions/set-tag", "write")
 def set_model_version_tag(svc: Services, who: Principal, body: Body) -> None:
     value = body.get("value")
     svc.registry.set_tag(who, _ref(body), _name(body, "key"), "" if value is None else str(value))
 
 
-@_endpoint("DELETE", "/model-versions/delete-tag")
+@_endpoint("DELETE", "/model-versions/delete-tag", "write")
 def delete_model_version_tag(svc: Services, who: Principal, body: Body) -> None:
     svc.registry.delete_tag(who, _ref(body), _name(body, "key"))
 
@@ -325,7 +338,7 @@ def _root(version: ModelVersion) -> str:
     return f"{MODEL_DIR}/" if version.format == "mlflow" else ""
 
 
-@router.get(FILES, name="mlflow_list_version_files")
+@router.get(FILES, name="mlflow_list_version_files", openapi_extra=requires("read"))
 async def list_version_files(name: str, version: str, request: Request) -> Response:
     svc, who = services(request), principal(request)
     found = await run_in_threadpool(svc.registry.get_version, who, _file_ref(name, version))
@@ -350,7 +363,9 @@ def _listing(version: ModelVersion, path: str) -> Body:
     return {"files": sorted(entries.values(), key=lambda e: e["path"])} if entries else {}
 
 
-@router.get(FILES + "/{path:path}", name="mlflow_download_version_file")
+@router.get(
+    FILES + "/{path:path}", name="mlflow_download_version_file", openapi_extra=requires("read")
+)
 async def download_version_file(name: str, version: str, path: str, request: Request) -> Response:
     svc, who, ref = services(request), principal(request), _file_ref(name, version)
 

@@ -23,6 +23,7 @@ from mlplane.server.deps import principal, services
 from mlplane.server.mlflow_api import _tracking_convert as conv
 from mlplane.server.mlflow_api import _tracking_experiments, _tracking_history
 from mlplane.server.mlflow_api._wire import MlflowError, MlflowRoute, ok
+from mlplane.server.permissions import requires
 from mlplane.services import Services
 from mlplane.tracking import validation as check
 from mlplane.tracking.entities import MetricColumns, ModelMetric, RunStatus
@@ -62,20 +63,20 @@ def _status(value: Any) -> str | None:
 # -- health ----------------------------------------------------------------------------------
 
 
-@root_router.get("/health", response_class=PlainTextResponse)
+@root_router.get("/health", response_class=PlainTextResponse, openapi_extra=requires("open"))
 def health() -> str:
     """MLflow's liveness probe."""
     return "OK"
 
 
-@root_router.get("/version", response_class=PlainTextResponse)
+@root_router.get("/version", response_class=PlainTextResponse, openapi_extra=requires("open"))
 def version() -> str:
     """The MLflow version clients check features against."""
     return MLFLOW_VERSION
 
 
-@root_router.get("/api/3.0/mlflow/server-info")
-@root_router.get("/ajax-api/3.0/mlflow/server-info")
+@root_router.get("/api/3.0/mlflow/server-info", openapi_extra=requires("authenticated"))
+@root_router.get("/ajax-api/3.0/mlflow/server-info", openapi_extra=requires("authenticated"))
 def server_info() -> Response:
     """What MLflow 3 clients ask before an artifact transfer: multipart uploads through the
     proxied artifact routes are offered; presigned multipart downloads are not."""
@@ -96,7 +97,7 @@ def server_info() -> Response:
 # -- runs ------------------------------------------------------------------------------------
 
 
-@router.post("/runs/create")
+@router.post("/runs/create", openapi_extra=requires("write"))
 async def create_run(request: Request) -> Response:
     svc, who, body = await _body(request)
     ids = await conv.Ids.of(request, who)
@@ -117,7 +118,7 @@ async def create_run(request: Request) -> Response:
     return ok({"run": conv.run_out(run, ids)})
 
 
-@router.get("/runs/get")
+@router.get("/runs/get", openapi_extra=requires("read"))
 async def get_run(request: Request) -> Response:
     who = principal(request)
     rid = conv.run_id(conv.query(request))
@@ -125,7 +126,7 @@ async def get_run(request: Request) -> Response:
     return ok({"run": conv.run_out(run, await conv.Ids.of(request, who))})
 
 
-@router.post("/runs/update")
+@router.post("/runs/update", openapi_extra=requires("write"))
 async def update_run(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -145,14 +146,14 @@ async def update_run(request: Request) -> Response:
     return ok({"run_info": conv.run_info_out(info, await conv.Ids.of(request, who))})
 
 
-@router.post("/runs/delete")
+@router.post("/runs/delete", openapi_extra=requires("write"))
 async def delete_run(request: Request) -> Response:
     svc, who, body = await _body(request)
     await run_in_threadpool(svc.tracking.delete_run, who, conv.run_id(body))
     return ok()
 
 
-@router.post("/runs/restore")
+@router.post("/runs/restore", openapi_extra=requires("write"))
 async def restore_run(request: Request) -> Response:
     svc, who, body = await _body(request)
     await run_in_threadpool(svc.tracking.restore_run, who, conv.run_id(body))
@@ -162,7 +163,7 @@ async def restore_run(request: Request) -> Response:
 # -- logging ---------------------------------------------------------------------------------
 
 
-@router.post("/runs/log-metric")
+@router.post("/runs/log-metric", openapi_extra=requires("write"))
 async def log_metric(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -199,7 +200,7 @@ async def _log_model_metrics(svc: Services, who: Principal, rid: str, items: lis
         await run_in_threadpool(svc.tracking.log_logged_model_metrics, who, model_id, points)
 
 
-@router.post("/runs/log-parameter")
+@router.post("/runs/log-parameter", openapi_extra=requires("write"))
 async def log_param(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -209,7 +210,7 @@ async def log_param(request: Request) -> Response:
     return ok()
 
 
-@router.post("/runs/set-tag")
+@router.post("/runs/set-tag", openapi_extra=requires("write"))
 async def set_tag(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -221,7 +222,7 @@ async def set_tag(request: Request) -> Response:
     return ok()
 
 
-@router.post("/runs/delete-tag")
+@router.post("/runs/delete-tag", openapi_extra=requires("write"))
 async def delete_tag(request: Request) -> Response:
     svc, who, body = await _body(request)
     key = conv.required_string(body, "key")
@@ -229,7 +230,7 @@ async def delete_tag(request: Request) -> Response:
     return ok()
 
 
-@router.post("/runs/log-batch")
+@router.post("/runs/log-batch", openapi_extra=requires("write"))
 async def log_batch(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -291,7 +292,7 @@ def _metric_columns(items: list[Any]) -> MetricColumns:
     return MetricColumns(keys, values, stamps, steps)
 
 
-@router.post("/runs/log-model")
+@router.post("/runs/log-model", openapi_extra=requires("write"))
 async def log_model(request: Request) -> Response:
     """MLflow 2's model record: appended to the run's ``mlflow.log-model.history`` tag."""
     svc, who, body = await _body(request)
@@ -314,7 +315,7 @@ async def log_model(request: Request) -> Response:
     return ok()
 
 
-@router.post("/runs/log-inputs")
+@router.post("/runs/log-inputs", openapi_extra=requires("write"))
 async def log_inputs(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -325,7 +326,7 @@ async def log_inputs(request: Request) -> Response:
     return ok()
 
 
-@router.post("/runs/outputs")
+@router.post("/runs/outputs", openapi_extra=requires("write"))
 async def log_outputs(request: Request) -> Response:
     svc, who, body = await _body(request)
     rid = conv.run_id(body)
@@ -340,7 +341,7 @@ async def log_outputs(request: Request) -> Response:
 # -- search ----------------------------------------------------------------------------------
 
 
-@router.post("/runs/search")
+@router.post("/runs/search", openapi_extra=requires("read"))
 async def search_runs(request: Request) -> Response:
     svc, who, body = await _body(request)
     raw_ids = body.get("experiment_ids") or []

@@ -27,6 +27,7 @@ from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
 from mlplane.server.bodies import unpack_tar
 from mlplane.server.deps import principal, services
+from mlplane.server.permissions import requires
 from mlplane.server.routers.tracking import ok
 from mlplane.services import Services
 
@@ -59,17 +60,17 @@ def _header_json(value: str | None, what: str) -> object:
         raise InvalidInput(f"the {what} header is not base64url of JSON") from None
 
 
-@router.get("/datasets")
+@router.get("/datasets", openapi_extra=requires("read"))
 def list_datasets(svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok({"datasets": svc.data.list_datasets(who, project=project)})
 
 
-@router.get("/datasets/{name}/versions")
+@router.get("/datasets/{name}/versions", openapi_extra=requires("read"))
 def dataset_versions(name: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok({"versions": svc.data.versions(who, name, project=project)})
 
 
-@router.post("/datasets/{name}/versions", status_code=201)
+@router.post("/datasets/{name}/versions", status_code=201, openapi_extra=requires("write"))
 async def add_dataset(
     name: str,
     request: Request,
@@ -97,24 +98,24 @@ async def add_dataset(
     return ok(result, status=201 if result.created else 200)
 
 
-@router.get("/datasets/{ref}")
+@router.get("/datasets/{ref}", openapi_extra=requires("read"))
 def get_dataset(ref: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok(svc.data.get(who, ref, project=project))
 
 
-@router.post("/datasets/{ref}/tags")
+@router.post("/datasets/{ref}/tags", openapi_extra=requires("write"))
 def tag_dataset(
     ref: str, body: TagBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
     return ok(svc.data.tag(who, ref, body.tag, project=project))
 
 
-@router.get("/datasets/{ref}/lineage")
+@router.get("/datasets/{ref}/lineage", openapi_extra=requires("read"))
 def dataset_lineage(ref: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok(svc.dataset_lineage(who, ref, project=project))
 
 
-@router.post("/datasets/{ref}/samples", status_code=201)
+@router.post("/datasets/{ref}/samples", status_code=201, openapi_extra=requires("write"))
 def sample_dataset(
     ref: str, body: SampleBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
@@ -124,7 +125,7 @@ def sample_dataset(
     return ok(result, status=201 if result.created else 200)
 
 
-@router.get("/datasets/{ref}/files/{path:path}")
+@router.get("/datasets/{ref}/files/{path:path}", openapi_extra=requires("read"))
 async def download_file(
     ref: str, path: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> StreamingResponse:
@@ -135,6 +136,6 @@ async def download_file(
     )
 
 
-@router.post("/gc")
+@router.post("/gc", openapi_extra=requires("platform"))
 def gc(body: GcBody, svc: Svc, who: Who) -> Response:
     return ok(collect_garbage(svc, who, grace_s=body.grace_s, dry_run=body.dry_run))

@@ -25,6 +25,7 @@ from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
 from mlplane.server.bodies import unpack_tar
 from mlplane.server.deps import principal, services
+from mlplane.server.permissions import requires
 from mlplane.server.routers.tracking import ok
 from mlplane.services import Services
 
@@ -63,7 +64,7 @@ def _options(value: str | None) -> dict[str, Any]:
     return opts
 
 
-@router.post("/models/{name}/versions", status_code=201)
+@router.post("/models/{name}/versions", status_code=201, openapi_extra=requires("write"))
 async def register(
     name: str,
     request: Request,
@@ -81,29 +82,29 @@ async def register(
     return ok(version, status=201)
 
 
-@router.get("/models")
+@router.get("/models", openapi_extra=requires("read"))
 def list_models(svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok({"models": svc.registry.list_models(who, project=project)})
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", openapi_extra=requires("read"))
 def get_model(name: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok(svc.registry.get_model(who, name, project=project))
 
 
-@router.get("/models/{name}/versions")
+@router.get("/models/{name}/versions", openapi_extra=requires("read"))
 def versions(name: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok({"versions": svc.registry.versions(who, name, project=project)})
 
 
-@router.put("/models/{name}/aliases/{alias}")
+@router.put("/models/{name}/aliases/{alias}", openapi_extra=requires("write"))
 def set_alias(
     name: str, alias: str, body: AliasBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
     return ok(svc.registry.set_alias(who, name, alias, body.version, project=project))
 
 
-@router.delete("/models/{name}/aliases/{alias}", status_code=204)
+@router.delete("/models/{name}/aliases/{alias}", status_code=204, openapi_extra=requires("write"))
 def delete_alias(
     name: str, alias: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
@@ -111,7 +112,7 @@ def delete_alias(
     return Response(status_code=204)
 
 
-@router.put("/models/{name}/policy")
+@router.put("/models/{name}/policy", openapi_extra=requires("approve"))
 def set_policy(
     name: str, body: PolicyBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
@@ -120,19 +121,19 @@ def set_policy(
     )
 
 
-@router.get("/model-versions/{ref}")
+@router.get("/model-versions/{ref}", openapi_extra=requires("read"))
 def get_version(ref: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok(svc.registry.get_version(who, ref, project=project))
 
 
-@router.patch("/model-versions/{ref}/card")
+@router.patch("/model-versions/{ref}/card", openapi_extra=requires("write"))
 def update_card(
     ref: str, body: dict[str, str], svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
     return ok(svc.registry.update_card(who, ref, body, project=project))
 
 
-@router.put("/model-versions/{ref}/tags/{key}", status_code=204)
+@router.put("/model-versions/{ref}/tags/{key}", status_code=204, openapi_extra=requires("write"))
 def set_tag(
     ref: str, key: str, body: TagBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> Response:
@@ -140,12 +141,12 @@ def set_tag(
     return Response(status_code=204)
 
 
-@router.get("/model-versions/{ref}/lineage")
+@router.get("/model-versions/{ref}/lineage", openapi_extra=requires("read"))
 def lineage(ref: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     return ok(svc.registry.lineage(who, ref, project=project))
 
 
-@router.get("/model-versions/{ref}/files/{path:path}")
+@router.get("/model-versions/{ref}/files/{path:path}", openapi_extra=requires("read"))
 async def download_file(
     ref: str, path: str, svc: Svc, who: Who, project: str = DEFAULT_PROJECT
 ) -> StreamingResponse:
@@ -168,7 +169,7 @@ async def download_file(
     )
 
 
-@router.post("/signing-keys", status_code=201)
+@router.post("/signing-keys", status_code=201, openapi_extra=requires("admin"))
 def create_key(body: KeyBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
     key = svc.registry.create_signing_key(who, project=project, required=body.required)
     return ok({"key_id": key}, status=201)

@@ -19,6 +19,7 @@ from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
 from mlplane.server.bodies import read_limited
 from mlplane.server.deps import principal, services
+from mlplane.server.permissions import requires
 from mlplane.services import Services
 from mlplane.tracking.entities import (
     ArtifactInfo,
@@ -146,7 +147,9 @@ class ArtifactList(BaseModel):
 # -- experiments -----------------------------------------------------------------------------
 
 
-@router.post("/experiments", response_model=ExperimentId, status_code=201)
+@router.post(
+    "/experiments", response_model=ExperimentId, status_code=201, openapi_extra=requires("write")
+)
 def create_experiment(body: CreateExperiment, svc: Svc, who: Who) -> Response:
     eid = svc.tracking.create_experiment(
         who,
@@ -159,7 +162,7 @@ def create_experiment(body: CreateExperiment, svc: Svc, who: Who) -> Response:
     return ok({"experiment_id": eid}, 201)
 
 
-@router.get("/experiments", response_model=ExperimentPage)
+@router.get("/experiments", response_model=ExperimentPage, openapi_extra=requires("read"))
 def search_experiments(
     svc: Svc,
     who: Who,
@@ -181,25 +184,29 @@ def search_experiments(
     )
 
 
-@router.get("/experiments/by-name", response_model=Experiment)
+@router.get("/experiments/by-name", response_model=Experiment, openapi_extra=requires("read"))
 def get_experiment_by_name(
     svc: Svc, who: Who, name: str, project: str = DEFAULT_PROJECT
 ) -> Response:
     return ok(svc.tracking.get_experiment_by_name(who, name, project=project))
 
 
-@router.get("/experiments/{experiment_id}", response_model=Experiment)
+@router.get(
+    "/experiments/{experiment_id}", response_model=Experiment, openapi_extra=requires("read")
+)
 def get_experiment(experiment_id: str, svc: Svc, who: Who) -> Response:
     return ok(svc.tracking.get_experiment(who, experiment_id))
 
 
-@router.patch("/experiments/{experiment_id}", status_code=204)
+@router.patch("/experiments/{experiment_id}", status_code=204, openapi_extra=requires("write"))
 def update_experiment(experiment_id: str, body: UpdateExperiment, svc: Svc, who: Who) -> Response:
     svc.tracking.update_experiment(who, experiment_id, name=body.name, description=body.description)
     return Response(status_code=204)
 
 
-@router.put("/experiments/{experiment_id}/tags/{key:path}", status_code=204)
+@router.put(
+    "/experiments/{experiment_id}/tags/{key:path}", status_code=204, openapi_extra=requires("write")
+)
 def set_experiment_tag(
     experiment_id: str, key: str, body: TagValue, svc: Svc, who: Who
 ) -> Response:
@@ -207,13 +214,15 @@ def set_experiment_tag(
     return Response(status_code=204)
 
 
-@router.delete("/experiments/{experiment_id}", status_code=204)
+@router.delete("/experiments/{experiment_id}", status_code=204, openapi_extra=requires("write"))
 def delete_experiment(experiment_id: str, svc: Svc, who: Who) -> Response:
     svc.tracking.delete_experiment(who, experiment_id)
     return Response(status_code=204)
 
 
-@router.post("/experiments/{experiment_id}/restore", status_code=204)
+@router.post(
+    "/experiments/{experiment_id}/restore", status_code=204, openapi_extra=requires("write")
+)
 def restore_experiment(experiment_id: str, svc: Svc, who: Who) -> Response:
     svc.tracking.restore_experiment(who, experiment_id)
     return Response(status_code=204)
@@ -222,7 +231,7 @@ def restore_experiment(experiment_id: str, svc: Svc, who: Who) -> Response:
 # -- runs ------------------------------------------------------------------------------------
 
 
-@router.post("/runs", response_model=Run, status_code=201)
+@router.post("/runs", response_model=Run, status_code=201, openapi_extra=requires("write"))
 def create_run(body: CreateRun, svc: Svc, who: Who) -> Response:
     return ok(
         svc.tracking.create_run(
@@ -238,7 +247,7 @@ def create_run(body: CreateRun, svc: Svc, who: Who) -> Response:
     )
 
 
-@router.post("/runs/search", response_model=RunPage)
+@router.post("/runs/search", response_model=RunPage, openapi_extra=requires("read"))
 def search_runs(body: SearchRuns, svc: Svc, who: Who) -> Response:
     return ok(
         svc.tracking.search_runs(
@@ -253,18 +262,18 @@ def search_runs(body: SearchRuns, svc: Svc, who: Who) -> Response:
     )
 
 
-@router.post("/runs/heartbeat", status_code=204)
+@router.post("/runs/heartbeat", status_code=204, openapi_extra=requires("write"))
 def heartbeat(body: Heartbeat, svc: Svc, who: Who) -> Response:
     svc.tracking.heartbeat(who, body.run_ids)
     return Response(status_code=204)
 
 
-@router.get("/runs/{run_id}", response_model=Run)
+@router.get("/runs/{run_id}", response_model=Run, openapi_extra=requires("read"))
 def get_run(run_id: str, svc: Svc, who: Who) -> Response:
     return ok(svc.tracking.get_run(who, run_id))
 
 
-@router.patch("/runs/{run_id}", response_model=RunInfo)
+@router.patch("/runs/{run_id}", response_model=RunInfo, openapi_extra=requires("write"))
 def update_run(run_id: str, body: UpdateRun, svc: Svc, who: Who) -> Response:
     return ok(
         svc.tracking.update_run(
@@ -273,7 +282,7 @@ def update_run(run_id: str, body: UpdateRun, svc: Svc, who: Who) -> Response:
     )
 
 
-@router.delete("/runs/{run_id}", status_code=204)
+@router.delete("/runs/{run_id}", status_code=204, openapi_extra=requires("write"))
 def delete_run(run_id: str, svc: Svc, who: Who, purge: bool = False) -> Response:
     if purge:
         svc.tracking.purge_run(who, run_id)
@@ -282,7 +291,7 @@ def delete_run(run_id: str, svc: Svc, who: Who, purge: bool = False) -> Response
     return Response(status_code=204)
 
 
-@router.post("/runs/{run_id}/restore", status_code=204)
+@router.post("/runs/{run_id}/restore", status_code=204, openapi_extra=requires("write"))
 def restore_run(run_id: str, svc: Svc, who: Who) -> Response:
     svc.tracking.restore_run(who, run_id)
     return Response(status_code=204)
@@ -292,10 +301,11 @@ def restore_run(run_id: str, svc: Svc, who: Who) -> Response:
     "/runs/{run_id}/log-batch",
     status_code=204,
     openapi_extra={
+        **requires("write"),
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogBatch"}}},
-        }
+        },
     },
 )
 async def log_batch(run_id: str, request: Request, svc: Svc, who: Who) -> Response:
@@ -332,19 +342,19 @@ def _float(v: float | str | None) -> float:
         raise InvalidInput(f"metric value {v!r} is not a number") from None
 
 
-@router.delete("/runs/{run_id}/tags/{key:path}", status_code=204)
+@router.delete("/runs/{run_id}/tags/{key:path}", status_code=204, openapi_extra=requires("write"))
 def delete_tag(run_id: str, key: str, svc: Svc, who: Who) -> Response:
     svc.tracking.delete_tag(who, run_id, key)
     return Response(status_code=204)
 
 
-@router.post("/runs/{run_id}/inputs", status_code=204)
+@router.post("/runs/{run_id}/inputs", status_code=204, openapi_extra=requires("write"))
 def log_inputs(run_id: str, body: Inputs, svc: Svc, who: Who) -> Response:
     svc.tracking.log_inputs(who, run_id, body.inputs)
     return Response(status_code=204)
 
 
-@router.get("/runs/{run_id}/metrics")
+@router.get("/runs/{run_id}/metrics", openapi_extra=requires("read"))
 def metric_histories(
     run_id: str, svc: Svc, who: Who, key: Annotated[list[str] | None, Query()] = None
 ) -> Response:
@@ -363,7 +373,11 @@ def metric_histories(
 # -- artifacts -------------------------------------------------------------------------------
 
 
-@router.put("/runs/{run_id}/artifacts/{path:path}", response_model=ArtifactInfo)
+@router.put(
+    "/runs/{run_id}/artifacts/{path:path}",
+    response_model=ArtifactInfo,
+    openapi_extra=requires("write"),
+)
 async def upload_artifact(run_id: str, path: str, request: Request, svc: Svc, who: Who) -> Response:
     """Stream a file into the run's artifacts (spooled to disk, never held in memory)."""
     import tempfile
@@ -376,14 +390,14 @@ async def upload_artifact(run_id: str, path: str, request: Request, svc: Svc, wh
     return ok(info)
 
 
-@router.get("/runs/{run_id}/artifacts", response_model=ArtifactList)
+@router.get("/runs/{run_id}/artifacts", response_model=ArtifactList, openapi_extra=requires("read"))
 def list_artifacts(
     run_id: str, svc: Svc, who: Who, path: str | None = None, recursive: bool = False
 ) -> Response:
     return ok({"files": svc.tracking.list_artifacts(who, run_id, path, recursive=recursive)})
 
 
-@router.get("/runs/{run_id}/artifacts/{path:path}")
+@router.get("/runs/{run_id}/artifacts/{path:path}", openapi_extra=requires("read"))
 async def download_artifact(run_id: str, path: str, svc: Svc, who: Who) -> StreamingResponse:
     info, fh = await run_in_threadpool(svc.tracking.open_artifact, who, run_id, path)
 
