@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 
 from mlplane.blobs.tables import ChunkRow
 from mlplane.config import load_settings
-from mlplane.errors import NotFound
-from mlplane.gc import collect_garbage
+from mlplane.errors import InvalidInput, NotFound
+from mlplane.gc import MAX_GRACE_S, collect_garbage
 from mlplane.security import local_admin
 from mlplane.services import Services
 from mlplane.tracking.tables import ArtifactUploadPartRow, ArtifactUploadRow
@@ -130,4 +130,17 @@ def test_gc_keeps_the_chunks_of_registered_models(tmp_path: Path) -> None:
         assert (loaded.predict(x[:5]) == model.predict(x[:5])).all()
     finally:
         mlplane.set_tracking_uri(None)
+        svc.close()
+
+
+@pytest.mark.parametrize("grace_s", [-1.0, MAX_GRACE_S * 2, 1e306, float("inf"), float("nan")])
+def test_gc_refuses_a_grace_period_out_of_range(tmp_path: Path, grace_s: float) -> None:
+    """Found by tests/security/test_fuzz.py: a grace of 1e306 s made the cutoff infinite,
+    and ``POST /api/v1/gc`` answered 500 where the caller's input was at fault."""
+    svc = Services.from_settings(load_settings(home=tmp_path / "home"))
+    try:
+        with pytest.raises(InvalidInput, match="grace_s"):
+            collect_garbage(svc, ME, grace_s=grace_s, dry_run=True)
+        assert collect_garbage(svc, ME, grace_s=MAX_GRACE_S, dry_run=True).dry_run
+    finally:
         svc.close()

@@ -28,8 +28,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 
 from mlplane.blobs.tables import ChunkRow
+from mlplane.errors import InvalidInput
 from mlplane.security import Permission, Principal
 from mlplane.services import Services
+
+MAX_GRACE_S = 100 * 365 * 24 * 3600.0
+"""Longer than anything here has been stored, so a longer grace would keep the same
+chunks; past ~1e305 s the cutoff in milliseconds no longer fits a float at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,8 @@ def collect_garbage(
         services.guard.require(
             p, Permission.ADMIN, project="*", project_id=None, action="gc", resource="store"
         )
+    if not 0 <= grace <= MAX_GRACE_S:  # NaN fails both comparisons too
+        raise InvalidInput(f"grace_s must be between 0 and {MAX_GRACE_S:.0f} s, not {grace!r}")
     cutoff_ms = int((time.time() - grace) * 1000)
     scan_started = int(time.time() * 1000)
     uploads_since_ms = scan_started - int(services.settings.upload_expiry_s * 1000)

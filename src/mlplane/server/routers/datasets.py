@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mlplane.errors import InvalidInput
-from mlplane.gc import collect_garbage
+from mlplane.gc import MAX_GRACE_S, collect_garbage
 from mlplane.projects import DEFAULT_PROJECT
 from mlplane.security import Principal
 from mlplane.server.bodies import unpack_tar
@@ -47,7 +47,7 @@ class SampleBody(BaseModel):
 
 
 class GcBody(BaseModel):
-    grace_s: float | None = Field(default=None, ge=0)
+    grace_s: float | None = Field(default=None, ge=0, le=MAX_GRACE_S)
     dry_run: bool = False
 
 
