@@ -101,21 +101,19 @@ def collect_garbage(
     if not dry_run:
         for blob in orphans:
             services.blobs.delete(blob)
-    with services.guard.unit(write=True) as s:
-        services.guard.audit(
-            s,
-            p,
-            "gc",
-            "store",
-            None,
-            details={
-                "chunks": len(deleted),
-                "bytes": sum(d[2] for d in deleted),
-                "orphan_blobs": len(orphans),
-                "uploads_expired": expired,
-                "dry_run": dry_run,
-            },
-        )
+    services.guard.record(
+        p,
+        "gc",
+        "store",
+        None,
+        details={
+            "chunks": len(deleted),
+            "bytes": sum(d[2] for d in deleted),
+            "orphan_blobs": len(orphans),
+            "uploads_expired": expired,
+            "dry_run": dry_run,
+        },
+    )
     return GcReport(
         chunks_deleted=len(deleted),
         chunk_bytes_freed=sum(d[2] for d in deleted),

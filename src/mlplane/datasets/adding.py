@@ -35,6 +35,7 @@ from mlplane.datasets.storing import (
     StoredFile,
     cache_keys,
     cache_keys_and_stats,
+    cache_rows,
     chunks_json,
     store_files,
 )
@@ -429,21 +430,7 @@ def _cached_digests(
     keys = {k: (rel, st) for k, (rel, _), st in zip(resolved, files, stats, strict=True)}
     tag = _policy_tag(policy_json) if policy_json else None
     masked = {f"{k}\0pii:{tag}": k for k in resolved} if tag else {}
-    found: dict[str, Any] = {}
-    listed = list(keys) + list(masked)
-    mark = "?" if db.is_sqlite else "%s"
-    table = HashCacheRow.__tablename__
-    # Plain driver statements: ORM rows for 100,000 files cost more than the lookup.
-    with db.read() as s:
-        run = s.connection().exec_driver_sql
-        for i in range(0, len(listed), 900):
-            part = tuple(listed[i : i + 900])
-            sql = (
-                f"SELECT path, size, mtime_ns, inode, digest, chunks FROM {table} "
-                f"WHERE path IN ({', '.join([mark] * len(part))})"
-            )
-            for r in run(sql, part):
-                found[r[0]] = r
+    found = cache_rows(db, list(keys) + list(masked))
     for mkey, key in masked.items():
         if mkey in found:  # the file as the policy rewrote it
             found[key] = found[mkey]

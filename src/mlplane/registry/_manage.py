@@ -355,15 +355,13 @@ class ManageMixin:
                 s.flush()
                 return version_entity(s, model, row, project)
         project_id, number, problems = refused
-        with self._guard.unit(write=True) as s:
-            self._guard.audit(
-                s,
-                p,
-                "model.stage.refused",
-                f"model/{name}@{number}",
-                project_id,
-                details={"stage": target, "problems": problems},
-            )
+        self._guard.record(
+            p,
+            "model.stage.refused",
+            f"model/{name}@{number}",
+            project_id,
+            details={"stage": target, "problems": problems},
+        )
         raise Conflict(f"{name}@{number} may not move to {target}: " + "; ".join(problems))
 
     def open_file(

@@ -441,15 +441,13 @@ class RegistryService(VersionsMixin, ManageMixin, MlflowFolderMixin):
     def _refused_load(
         self, p: Principal, version: ModelVersion, project_id: int, exc: Exception
     ) -> None:
-        with self._guard.unit(write=True) as s:
-            self._guard.audit(
-                s,
-                p,
-                "model.load.refused",
-                f"model/{version.ref}",
-                project_id,
-                details={"reason": str(exc)[:500]},
-            )
+        self._guard.record(
+            p,
+            "model.load.refused",
+            f"model/{version.ref}",
+            project_id,
+            details={"reason": str(exc)[:500]},
+        )
 
     def _materialize(self, manifest_sha256: str, stored: list[dict[str, Any]]) -> Path:
         """The version's files in the local cache (named by the manifest digest), unverified."""
@@ -605,15 +603,13 @@ class RegistryService(VersionsMixin, ManageMixin, MlflowFolderMixin):
                 return version_entity(s, model, row, project)
         # A refused promotion is an audit event too, in its own transaction.
         project_id, problems = refused
-        with self._guard.unit(write=True) as s:
-            self._guard.audit(
-                s,
-                p,
-                "model.alias.refused",
-                f"model/{name}@{alias}",
-                project_id,
-                details={"version": version, "problems": problems},
-            )
+        self._guard.record(
+            p,
+            "model.alias.refused",
+            f"model/{name}@{alias}",
+            project_id,
+            details={"version": version, "problems": problems},
+        )
         raise Conflict(f"{name}@{version} may not become {alias!r}: " + "; ".join(problems))
 
     def delete_alias(

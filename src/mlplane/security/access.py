@@ -136,6 +136,23 @@ class Guard:
             sa_event.listen(session, "before_commit", self._chain_pending, once=True)
         pending.append(_event(principal, action, resource, project_id, outcome, details))
 
+    def record(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        project_id: int | None,
+        *,
+        outcome: str = "ok",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event in a transaction of its own: for what happens outside the
+        database (a key file changed, a refusal decided after its transaction was left)."""
+        with self.unit(write=True) as session:
+            self.audit(
+                session, principal, action, resource, project_id, outcome=outcome, details=details
+            )
+
     def _chain_pending(self, session: Session) -> None:
         events = session.info.pop(_PENDING, [])
         if events:

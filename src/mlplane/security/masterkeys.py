@@ -164,15 +164,9 @@ class KeyService:
             version = key_file.current()[0]
         else:
             version = key_file.add_version()
-            with self._guard.unit(write=True) as s:
-                self._guard.audit(
-                    s, p, "keys.rotate", _RESOURCE, None, details={"version": version}
-                )
+            self._guard.record(p, "keys.rotate", _RESOURCE, None, details={"version": version})
         done = {col.kind: self._rewrap(col, batch, on_batch) for col in self._wrapped}
-        with self._guard.unit(write=True) as s:
-            self._guard.audit(
-                s, p, "keys.rewrap", _RESOURCE, None, details={"version": version, **done}
-            )
+        self._guard.record(p, "keys.rewrap", _RESOURCE, None, details={"version": version, **done})
         return Rotation(version=version, created=not resume, rewrapped=done)
 
     def _rewrap(
@@ -244,5 +238,4 @@ class KeyService:
                 "`mlplane keys rotate --resume`, then retire it"
             )
         key_file.retire(version)
-        with self._guard.unit(write=True) as s:
-            self._guard.audit(s, p, "keys.retire", _RESOURCE, None, details={"version": version})
+        self._guard.record(p, "keys.retire", _RESOURCE, None, details={"version": version})

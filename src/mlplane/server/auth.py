@@ -24,8 +24,7 @@ from mlplane import errors
 from mlplane.security import Principal
 from mlplane.security.identities import IdentityService
 from mlplane.security.network import is_loopback
-from mlplane.server.errors import MLFLOW_PATHS, problem, status_for
-from mlplane.server.mlflow_api._wire import error_for
+from mlplane.server.errors import domain_response
 
 SCOPE_KEY = "mlplane.principal"
 """Where the authenticated principal travels in the ASGI scope (read by ``deps.principal``)."""
@@ -102,10 +101,7 @@ class AuthMiddleware:
 
 
 def _refusal(path: str, exc: errors.MlplaneError) -> Response:
-    if path.startswith(MLFLOW_PATHS):  # stock MLflow clients read only MLflow's error body
-        response = error_for(exc)
-    else:
-        response = problem(status_for(exc), type(exc).__name__, exc.message, exc.code)
+    response = domain_response(path, exc)
     if isinstance(exc, errors.Unauthenticated):
         response.raw_headers.extend(_CHALLENGE)
     return response

@@ -42,6 +42,23 @@ def problem(status: int, title: str, detail: str, code: str, **extra: object) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def domain_response(path: str, exc: errors.MlplaneError) -> Response:
+    """A domain error as the caller's API speaks it: MLflow's error body under MLflow's
+    paths (stock clients read nothing else), problem+json everywhere else; both carry
+    ``Retry-After`` when the error says when to retry. Used by the exception handler and by
+    the middlewares that refuse before any route runs (authentication, rate limits)."""
+    retry_after = exc.details.get("retry_after")
+    if path.startswith(MLFLOW_PATHS):
+        from mlplane.server.mlflow_api._wire import error_for
+
+        response = error_for(exc)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    extra = {k: v for k, v in exc.details.items() if k in ("column", "retry_after")}
+    return problem(status_for(exc), type(exc).__name__, exc.message, exc.code, **extra)
+
+
 def status_for(exc: errors.MlplaneError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -53,10 +70,8 @@ def install(app: FastAPI) -> None:
     """Register the handlers once on the app."""
 
     @app.exception_handler(errors.MlplaneError)
-    async def _domain(_: Request, exc: errors.MlplaneError) -> JSONResponse:
-        status = status_for(exc)
-        extra = {k: v for k, v in exc.details.items() if k in ("column", "retry_after")}
-        return problem(status, type(exc).__name__, exc.message, exc.code, **extra)
+    async def _domain(request: Request, exc: errors.MlplaneError) -> Response:
+        return domain_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

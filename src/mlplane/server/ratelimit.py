@@ -17,8 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlplane import errors
 from mlplane.server.auth import OPEN_PATHS, credential
-from mlplane.server.errors import MLFLOW_PATHS, problem
-from mlplane.server.mlflow_api._wire import error_for
+from mlplane.server.errors import domain_response
 
 MAX_BUCKETS = 10_000
 """Past this many callers, buckets that have refilled (the same as new ones) are dropped."""
@@ -92,8 +91,5 @@ class RateLimitMiddleware:
             f"token, in bursts of up to {self.buckets.burst}; retry in {wait} s",
             retry_after=wait,
         )
-        if path.startswith(MLFLOW_PATHS):  # REQUEST_LIMIT_EXCEEDED, which MLflow retries
-            response = error_for(exc)
-            response.headers["Retry-After"] = str(wait)
-            return response
-        return problem(429, "RateLimited", exc.message, exc.code, retry_after=wait)
+        # MLflow paths: REQUEST_LIMIT_EXCEEDED, which the stock client retries.
+        return domain_response(path, exc)
