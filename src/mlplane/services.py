@@ -21,6 +21,7 @@ from mlplane.security.audit import AuditService
 from mlplane.security.identities import IdentityService
 from mlplane.security.keys import KeyRing, provider_for
 from mlplane.security.masterkeys import KeyService
+from mlplane.serving.service import DeploymentService
 from mlplane.tracking.entities import RunInput
 from mlplane.tracking.service import TrackingService
 
@@ -37,6 +38,7 @@ class Services:
     identities: IdentityService
     audit: AuditService
     master_keys: KeyService
+    deployments: DeploymentService
     _chunks: ChunkStore | None = field(default=None, repr=False)
     _keys: KeyRing | None = field(default=None, repr=False)
 
@@ -54,6 +56,15 @@ class Services:
             max_batch_points=settings.max_batch_points,
             secrets_policy=settings.secrets_policy,
         )
+        identities = IdentityService(db, guard)
+        registry = RegistryService(
+            db,
+            lambda: services.chunks,
+            guard,
+            lambda: services.keys,
+            cache_dir=settings.home / "cache" / "models",
+            run_reader=tracking.get_run,
+        )
         services = cls(
             settings=settings,
             db=db,
@@ -61,17 +72,13 @@ class Services:
             guard=guard,
             tracking=tracking,
             data=DataService(db, lambda: services.chunks, guard, lambda: services.keys),
-            registry=RegistryService(
-                db,
-                lambda: services.chunks,
-                guard,
-                lambda: services.keys,
-                cache_dir=settings.home / "cache" / "models",
-                run_reader=tracking.get_run,
-            ),
-            identities=IdentityService(db, guard),
+            registry=registry,
+            identities=identities,
             audit=AuditService(db, guard, lambda: services.keys),
             master_keys=KeyService(db, guard, lambda: services.keys),
+            deployments=DeploymentService(
+                db, guard, registry, principal_now=identities.principal_now
+            ),
         )
         tracking.input_check = services._check_input
         services.data.chunk_users = services.registry.chunk_users = services.chunk_users

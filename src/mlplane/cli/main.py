@@ -19,6 +19,7 @@ from mlplane.cli import (
     data,
     data_tools,
     db,
+    deploy,
     experiments,
     keys,
     models,
@@ -101,6 +102,11 @@ app.add_typer(
     "package, export, serve, keygen.",
 )
 app.add_typer(import_app, name="import", help="Import history from another tool (mlflow).")
+app.add_typer(
+    deploy.app,
+    name="deploy",
+    help="Deployments: create, canary, shadow, ab, status, rollback, history, ab-report.",
+)
 app.command("gc")(data_tools.gc)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlplane.client._deployments import EmbeddedDeployments
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
@@ -30,7 +31,7 @@ from mlplane.tracking.entities import (
 )
 
 
-class EmbeddedTransport(Transport):
+class EmbeddedTransport(EmbeddedDeployments, Transport):
     """Direct service calls on this machine's store (SQLite or PostgreSQL + blobs)."""
 
     def __init__(self, settings: Settings, principal: Principal | None = None) -> None:

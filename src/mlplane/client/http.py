@@ -24,6 +24,7 @@ import orjson
 
 from mlplane import errors
 from mlplane.client import _codec as codec
+from mlplane.client._deployments import HttpDeployments
 from mlplane.client.transport import Transport
 from mlplane.config import Settings
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
@@ -100,7 +101,7 @@ def _raise_if_untrusted(exc: httpx.TransportError, base: str) -> None:
         cause = cause.__cause__ or cause.__context__
 
 
-class HttpTransport(Transport):
+class HttpTransport(HttpDeployments, Transport):
     """Calls a remote ``mlplane server``."""
 
     def __init__(self, settings: Settings) -> None:

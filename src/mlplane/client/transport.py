@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlplane.client._deployments import DeploymentCalls
 from mlplane.datasets.entities import AddResult, DatasetLineage, DatasetVersion
 from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.tracking.entities import (
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from mlplane.gc import GcReport
 
 
-class Transport(abc.ABC):
+class Transport(DeploymentCalls):
     """Every tracking call the SDK can make. See :class:`TrackingService` for semantics."""
 
     @abc.abstractmethod
@@ -256,5 +257,5 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def create_signing_key(self, *, project: str, required: bool) -> str: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:  # an optional hook, not abstract
         """Release connections."""

@@ -25,6 +25,7 @@ def load_all_tables() -> MetaData:
     from mlplane.projects import tables as _projects  # noqa: F401
     from mlplane.registry import tables as _registry  # noqa: F401
     from mlplane.security import tables as _security  # noqa: F401
+    from mlplane.serving import tables as _serving  # noqa: F401
     from mlplane.tracking import tables as _tracking  # noqa: F401
 
     return Base.metadata

@@ -32,12 +32,16 @@ class Permission(StrEnum):
     WRITE = "write"
     APPROVE = "approve"
     ADMIN = "admin"
+    PREDICT = "predict"
+    """Call a deployment's inference routes and send it feedback."""
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "viewer": frozenset({Permission.READ}),
-    "contributor": frozenset({Permission.READ, Permission.WRITE}),
-    "approver": frozenset({Permission.READ, Permission.WRITE, Permission.APPROVE}),
+    "contributor": frozenset({Permission.READ, Permission.WRITE, Permission.PREDICT}),
+    "approver": frozenset(
+        {Permission.READ, Permission.WRITE, Permission.APPROVE, Permission.PREDICT}
+    ),
     "admin": frozenset(Permission),
 }
 """Permissions of each project role, declared as data."""

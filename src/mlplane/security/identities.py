@@ -273,6 +273,37 @@ class IdentityService:
                 w.execute(stmt.values(last_used_at=now))
         return principal
 
+    def principal_now(self, snapshot: Principal) -> Principal | None:
+        """``snapshot`` (a principal recorded earlier) as far as it still holds: for what is
+        done later on someone's behalf (a canary promotion). Roles are the lesser of the
+        recorded and the current one per project; a disabled or deleted identity holds
+        nothing. A principal that never had an identity here (the local user of an
+        embedded store) is returned as recorded: it acted with the store's own access."""
+        with self._db.read() as s:
+            row = s.scalar(select(IdentityRow).where(IdentityRow.name == snapshot.name))
+            if row is None:
+                return snapshot if snapshot.source == "local" else None
+            if row.disabled:
+                return None
+            current = self._roles(s, row.id)
+            platform_admin = row.is_platform_admin
+        order = {r: i for i, r in enumerate(tokens.ROLE_ORDER)}
+        roles: dict[str, str] = {}
+        for project, role in snapshot.roles.items():
+            now_role = current.get(project) or current.get("*")
+            if platform_admin and not snapshot.scoped:
+                now_role = "admin"
+            if now_role is None or role not in order or now_role not in order:
+                continue
+            roles[project] = role if order[role] <= order[now_role] else now_role
+        return Principal(
+            snapshot.name,
+            snapshot.is_platform_admin and platform_admin,
+            roles,
+            source=snapshot.source,
+            scoped=True,
+        )
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _require_project_admin(self, p: Principal, project: str, action: str, name: str) -> None:

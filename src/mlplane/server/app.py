@@ -21,7 +21,7 @@ from mlplane.server.auth import AuthMiddleware
 from mlplane.server.observability import Metrics, MetricsMiddleware
 from mlplane.server.permissions import requires
 from mlplane.server.ratelimit import RateLimitMiddleware
-from mlplane.server.routers import datasets, models, tracking
+from mlplane.server.routers import datasets, deployments, models, tracking
 from mlplane.services import Services
 
 log = logging.getLogger("mlplane.server")
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(tracking.router)
     app.include_router(datasets.router)
     app.include_router(models.router)
+    app.include_router(deployments.router)
     mlflow_api.install(app)
 
     @app.get("/healthz", tags=["health"], openapi_extra=requires("open"))

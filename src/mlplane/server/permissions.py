@@ -31,6 +31,7 @@ class Access(StrEnum):
     WRITE = Permission.WRITE.value
     APPROVE = Permission.APPROVE.value
     ADMIN = Permission.ADMIN.value
+    PREDICT = Permission.PREDICT.value
     PLATFORM = "platform"
     """``admin`` on every project (role ``admin`` on ``*``, or a platform admin)."""
     AUTHENTICATED = "authenticated"
