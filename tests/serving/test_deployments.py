@@ -17,8 +17,8 @@ from mlplane.db.engine import now_ms
 from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
 from mlplane.security import Principal, local_admin
 from mlplane.security.tables import AuditEventRow
-from mlplane.serving.stats import WindowStats
 from mlplane.services import Services
+from mlplane.serving.stats import WindowStats
 
 ME = local_admin("tester")
 SERVE = Principal("mlplane-serve", is_platform_admin=True, source="serve")
