@@ -151,6 +151,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     model = DecisionTreeClassifier(max_depth=2).fit(x, (x["a"] > 9).astype(int))
     version = svc.registry.register(ROOT, "mdl", model)
     _, folder, _ = svc.registry.fetch(ROOT, "mdl@1")
+    svc.registry.register(ROOT, "mdl", model)  # a second version to canary, shadow and split
+    svc.deployments.create(ROOT, "mdl", "mdl@1")
     mlmodel = home / "MLmodel"  # the run's "m" folder: a source for MLflow's version create
     mlmodel.write_text("flavors: {}\n")
     svc.tracking.log_artifact(ROOT, run, "m/MLmodel", mlmodel)
@@ -220,6 +222,21 @@ def _v1(method: str, key: str, path: str, p: Project) -> Call:
         ("PATCH", "/model-versions/{ref}/card"): lambda: Call(path, json={}),
         ("PUT", "/model-versions/{ref}/tags/{key}"): lambda: Call(path, json={"value": "v"}),
         ("POST", "/signing-keys"): lambda: Call(path, json={}),
+        ("POST", "/deployments"): lambda: Call(path, json={"name": "made", "model": "mdl@1"}),
+        ("PATCH", "/deployments/{name}/config"): lambda: Call(path, json={"max_wait_ms": 3}),
+        ("POST", "/deployments/{name}/canary"): lambda: Call(
+            path, json={"model": "mdl@2", "interval": "1h"}
+        ),
+        ("PUT", "/deployments/{name}/shadow"): lambda: Call(
+            path, json={"model": "mdl@2", "percent": 10}
+        ),
+        ("PUT", "/deployments/{name}/ab"): lambda: Call(
+            path, json={"variants": [["mdl@1", 50], ["mdl@2", 50]]}
+        ),
+        ("PUT", "/deployments/{name}/route"): lambda: Call(path, json={"model": "mdl@1"}),
+        ("POST", "/deployments/{name}/feedback"): lambda: Call(
+            path, json={"request_id": "r1-0123", "label": 1}
+        ),
     }
     return bodies.get((method, key), lambda: Call(path))()
 
