@@ -87,7 +87,7 @@ def test_create_read_and_history(svc: Services) -> None:
     d = svc.deployments.create(ME, "fraud-api", "fraud@champion", config={"max_wait_ms": 3})
     assert (d.model, d.routing.stable, d.routing.mode, d.generation) == ("fraud", 1, "single", 1)
     assert d.config.max_wait_ms == 3 and d.config.batching == "auto"
-    assert [x.name for x in svc.deployments.list(ME)] == ["fraud-api"]
+    assert [x.name for x in svc.deployments.list_deployments(ME)] == ["fraud-api"]
     with pytest.raises(AlreadyExists):
         svc.deployments.create(ME, "fraud-api", "fraud@1")
     with pytest.raises(NotFound, match="nope"):

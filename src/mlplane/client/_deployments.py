@@ -122,7 +122,7 @@ class EmbeddedDeployments(DeploymentCalls):
         return self._d.get(self.principal, name, project=project)
 
     def list_deployments(self, *, project):  # type: ignore[no-untyped-def]
-        return self._d.list(self.principal, project=project)
+        return self._d.list_deployments(self.principal, project=project)
 
     def configure_deployment(self, name, changes, *, project):  # type: ignore[no-untyped-def]
         return self._d.configure(self.principal, name, changes, project=project)

@@ -246,7 +246,9 @@ class DeploymentService(RolloutMixin, TrafficMixin):
             _, row = self._row(s, p, name, project, Permission.READ, "deployment.read")
             return self._entity(s, row, project)
 
-    def list(self, p: Principal, *, project: str = projects.DEFAULT_PROJECT) -> list[Deployment]:
+    def list_deployments(
+        self, p: Principal, *, project: str = projects.DEFAULT_PROJECT
+    ) -> list[Deployment]:
         with self._guard.unit(write=False) as s:
             try:
                 proj = self._project(

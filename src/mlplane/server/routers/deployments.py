@@ -33,7 +33,7 @@ class CreateBody(BaseModel):
 
 class CanaryBody(BaseModel):
     model: str
-    steps: list[float] = Field(default_factory=lambda: [10, 25, 50, 100])
+    steps: list[float] = Field(default_factory=lambda: [10.0, 25.0, 50.0, 100.0])
     interval: str | float = "60s"
     thresholds: dict[str, Any] | None = None
     failure_limit: int = 2
@@ -68,7 +68,7 @@ def create(body: CreateBody, svc: Svc, who: Who, project: str = DEFAULT_PROJECT)
 
 @router.get("/deployments", openapi_extra=requires("read"))
 def list_deployments(svc: Svc, who: Who, project: str = DEFAULT_PROJECT) -> Response:
-    return ok({"deployments": svc.deployments.list(who, project=project)})
+    return ok({"deployments": svc.deployments.list_deployments(who, project=project)})
 
 
 @router.get("/deployments/{name}", openapi_extra=requires("read"))
