@@ -20,6 +20,7 @@ EXPECTED = {
     "__version__",
     "autolog",
     "data",
+    "deployments",
     "registry",
     "active_run",
     "end_run",

@@ -4,7 +4,7 @@ The fluent API (``mlplane.start_run()``, ``mlplane.log_metric()``…) wraps one
 :class:`Client`; ``MLPLANE_URI`` picks the embedded store or a server.
 """
 
-from mlplane import data, registry
+from mlplane import data, deployments, registry
 from mlplane._version import __version__
 from mlplane.autolog import autolog
 from mlplane.client import Client
@@ -60,6 +60,7 @@ __all__ = [
     "active_run",
     "autolog",
     "data",
+    "deployments",
     "end_run",
     "flush",
     "get_run",
