@@ -80,3 +80,40 @@ def test_a_scoped_platform_admin_token_is_an_ordinary_role() -> None:
     assert not p.is_platform_admin and p.roles == {"a": "contributor"}
     everywhere = _p(True, {}, None, "read")
     assert everywhere.roles == {"*": "viewer"} and not allowed(everywhere, Permission.WRITE, "x")
+
+
+def test_the_predictor_role_predicts_and_reads_nothing() -> None:
+    app = scoped_principal(
+        "app",
+        is_platform_admin=False,
+        roles={"default": "predictor"},
+        project=None,
+        role_cap=None,
+        source="t",
+    )
+    assert allowed(app, Permission.PREDICT, "default")
+    assert not allowed(app, Permission.READ, "default")
+    assert not allowed(app, Permission.PREDICT, "other")
+    # A contributor's token capped at predictor can only predict ...
+    capped = scoped_principal(
+        "cora",
+        is_platform_admin=False,
+        roles={"default": "contributor"},
+        project="default",
+        role_cap="predictor",
+        source="t",
+    )
+    assert capped.roles == {"default": "predictor"}
+    assert not allowed(capped, Permission.WRITE, "default")
+    # ... and a viewer's capped at predictor keeps nothing: a cap never adds a permission.
+    viewer = scoped_principal(
+        "vic",
+        is_platform_admin=False,
+        roles={"default": "viewer", "b": "admin"},
+        project=None,
+        role_cap="predictor",
+        source="t",
+    )
+    assert viewer.roles == {"b": "predictor"}
+    assert not allowed(viewer, Permission.PREDICT, "default")
+    assert check_role("predictor") == "predictor"

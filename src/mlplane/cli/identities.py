@@ -102,7 +102,7 @@ def users_grant(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The user or service account."),
     project: str = typer.Argument(..., help="Project name, or '*' for every project."),
-    role: str = typer.Argument(..., help="viewer, contributor, approver or admin."),
+    role: str = typer.Argument(..., help="predictor, viewer, contributor, approver or admin."),
     as_json: bool = JsonOption,
 ) -> None:
     """Give an identity a role in a project (replacing its role there)."""
@@ -158,7 +158,9 @@ def tokens_create(
     name: str = typer.Option("", "--name", "-n", help="What it is for (e.g. ci, laptop)."),
     project: str | None = typer.Option(None, "--project", "-p", help="Valid in this project only."),
     role: str | None = typer.Option(
-        None, "--role", help="Cap its rights: viewer (or read), contributor (or write), approver."
+        None,
+        "--role",
+        help="Cap its rights: predictor, viewer (or read), contributor (or write), approver.",
     ),
     expires: str = ExpiresOption,
     as_json: bool = JsonOption,

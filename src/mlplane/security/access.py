@@ -37,6 +37,7 @@ class Permission(StrEnum):
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "predictor": frozenset({Permission.PREDICT}),
     "viewer": frozenset({Permission.READ}),
     "contributor": frozenset({Permission.READ, Permission.WRITE, Permission.PREDICT}),
     "approver": frozenset(
@@ -44,7 +45,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     ),
     "admin": frozenset(Permission),
 }
-"""Permissions of each project role, declared as data."""
+"""Permissions of each project role, declared as data. ``predictor`` only calls
+deployments (an application's service account); it reads nothing."""
 
 
 def allowed(principal: Principal, permission: Permission, project: str) -> bool:

@@ -287,15 +287,14 @@ class IdentityService:
                 return None
             current = self._roles(s, row.id)
             platform_admin = row.is_platform_admin
-        order = {r: i for i, r in enumerate(tokens.ROLE_ORDER)}
         roles: dict[str, str] = {}
         for project, role in snapshot.roles.items():
             now_role = current.get(project) or current.get("*")
             if platform_admin and not snapshot.scoped:
                 now_role = "admin"
-            if now_role is None or role not in order or now_role not in order:
-                continue
-            roles[project] = role if order[role] <= order[now_role] else now_role
+            kept = tokens.lesser(role, now_role) if now_role is not None else None
+            if kept is not None:
+                roles[project] = kept
         return Principal(
             snapshot.name,
             snapshot.is_platform_admin and platform_admin,

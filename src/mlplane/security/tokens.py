@@ -18,8 +18,9 @@ from mlplane.security.principal import Principal
 PREFIX = "mlp_"
 _MAX_LEN = 128  # a real token is 47 characters; anything far longer is not worth hashing
 
-ROLE_ORDER = ("viewer", "contributor", "approver", "admin")
-"""Project roles from least to most; a token's role cap keeps the lower of two."""
+ROLE_ORDER = ("predictor", "viewer", "contributor", "approver", "admin")
+"""Project roles, listed from least to most (``predictor`` is apart: it may predict but
+not read, so it is below ``viewer`` without being part of it; see :func:`lesser`)."""
 
 SCOPE_ALIASES = {"read": "viewer", "write": "contributor"}
 """``read``/``write`` token scopes, as the role caps they mean."""
@@ -68,11 +69,22 @@ def parse_duration_ms(text: str) -> int | None:
     return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
 
-def _capped(role: str, cap: str | None) -> str:
+def lesser(role: str, other: str) -> str | None:
+    """The role holding no more than both: the one whose permissions are a subset of the
+    other's; None when neither is (a viewer capped at predictor may neither read nor
+    predict, so it keeps no role)."""
+    mine, theirs = ROLE_PERMISSIONS.get(role), ROLE_PERMISSIONS.get(other)
+    if mine is None or theirs is None:
+        return None
+    if mine <= theirs:
+        return role
+    return other if theirs <= mine else None
+
+
+def _capped(role: str, cap: str | None) -> str | None:
     if cap is None:
         return role
-    cap = SCOPE_ALIASES.get(cap, cap)
-    return ROLE_ORDER[min(ROLE_ORDER.index(role), ROLE_ORDER.index(cap))]
+    return lesser(role, SCOPE_ALIASES.get(cap, cap))
 
 
 def scoped_principal(
@@ -99,5 +111,5 @@ def scoped_principal(
     else:
         role = roles.get(project) or roles.get("*")
         base = {project: role} if role else {}
-    capped = {p: _capped(r, role_cap) for p, r in base.items()}
+    capped = {p: c for p, r in base.items() if (c := _capped(r, role_cap)) is not None}
     return Principal(name, False, capped, source=source, scoped=True)
