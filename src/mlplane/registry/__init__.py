@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ def register(
     description: str = "",
     tags: Mapping[str, str] | None = None,
     allow_unknown: bool = False,
+    sensitive: Sequence[str] | None = None,
     project: str = DEFAULT_PROJECT,
 ) -> ModelVersion:
     """Register ``model`` as the next version of ``name``.
@@ -59,13 +60,15 @@ def register(
     from ``input_example``, converted to ONNX with a parity check where possible,
     then scanned: an unsafe file refuses the version. Inside ``start_run`` the
     version links to the active run (params, metrics, dataset inputs, commit).
+    ``sensitive`` names signature columns (e.g. ``["email"]``) that serving masks
+    before it captures payloads.
     """
     from mlplane.registry._build import write_folder
 
     run_id = run_id if run_id is not None else _active_run_id()
     with tempfile.TemporaryDirectory(prefix="mlplane-model-") as tmp:
         folder = Path(tmp) / "model"
-        write_folder(model, folder, input_example)
+        write_folder(model, folder, input_example, sensitive=sensitive)
         return _transport().register_model(  # type: ignore[no-any-return]
             name,
             folder,

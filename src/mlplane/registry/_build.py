@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,18 @@ class Built:
     files: list[ModelFile]
 
 
-def write_folder(model: Any, folder: Path, input_example: Any) -> None:
-    """Save ``model`` into ``folder`` with everything a version carries (no scan yet)."""
+def write_folder(
+    model: Any, folder: Path, input_example: Any, *, sensitive: Sequence[str] | None = None
+) -> None:
+    """Save ``model`` into ``folder`` with everything a version carries (no scan yet);
+    ``sensitive`` names signature columns to mark (see :meth:`Signature.with_sensitive`)."""
+    from mlplane.errors import InvalidInput
+
+    if sensitive and input_example is None:
+        raise InvalidInput(
+            "sensitive fields are marked in the signature, which is inferred from the "
+            "input example: pass input_example too"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     flavor = detect(model)
     signature = onnx = None
@@ -52,6 +63,8 @@ def write_folder(model: Any, folder: Path, input_example: Any) -> None:
         signature = infer_signature(frame, output)
         frame.to_parquet(folder / EXAMPLE_FILE, index=False)
         onnx = to_onnx(model, flavor, frame, folder / "onnx")
+    if sensitive and signature is not None:
+        signature = signature.with_sensitive(sensitive)
     env = environment()
     (folder / LOCK_FILE).write_text(
         f"# python {env['python']}\n" + "".join(f"{n}=={v}\n" for n, v in env["packages"].items())

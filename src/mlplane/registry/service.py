@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,10 +133,12 @@ class RegistryService(VersionsMixin, ManageMixin, MlflowFolderMixin):
         model: Any,
         *,
         input_example: Any = None,
+        sensitive: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> ModelVersion:
         """Register a Python model object as the next version of ``name``: saved by its
-        flavor, then as :meth:`register_folder`. Keywords are those of ``register_folder``.
+        flavor, then as :meth:`register_folder`. Keywords are those of ``register_folder``;
+        ``sensitive`` names signature columns to mark sensitive.
 
         Raises:
             InvalidInput: no flavor understands the object (the message lists them).
@@ -146,7 +148,7 @@ class RegistryService(VersionsMixin, ManageMixin, MlflowFolderMixin):
         uri.check_name(name)
         with tempfile.TemporaryDirectory(prefix="mlplane-model-") as tmp:
             folder = Path(tmp) / "model"
-            write_folder(model, folder, input_example)
+            write_folder(model, folder, input_example, sensitive=sensitive)
             return self.register_folder(p, name, folder, **kwargs)
 
     def register_folder(

@@ -21,6 +21,10 @@ floats, narrower or wider integers become the expected width when the values
 fit, floats become integers only when every value is whole, ISO 8601 strings
 become datetimes. Strings are never turned into numbers and numbers never
 into strings.
+
+A column can be marked ``sensitive`` (:meth:`Signature.with_sensitive`, or
+``sensitive=`` at registration): it is checked like any other, and masked
+wherever payloads are kept (serving's payload capture).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -66,11 +70,13 @@ class ColumnSpec:
         name: The column name.
         type: The type string (see the module docstring).
         shape: For a tensor, its shape with ``-1`` for free axes; ``None`` for a column.
+        sensitive: Masked before payloads are captured; never changes enforcement.
     """
 
     name: str
     type: str
     shape: tuple[int, ...] | None = None
+    sensitive: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in _SIMPLE_TYPES and not _TIME_TYPE.match(self.type):
@@ -83,6 +89,8 @@ class ColumnSpec:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
         if self.shape is not None:
             out["shape"] = list(self.shape)
+        if self.sensitive:
+            out["sensitive"] = True
         return out
 
 
@@ -115,6 +123,32 @@ class Signature:
         if len(self.inputs) == 1 and self.inputs[0].shape is not None:
             return self.inputs[0]
         return None
+
+    @property
+    def sensitive_names(self) -> list[str]:
+        """The names of the columns (inputs, then outputs) marked sensitive."""
+        return [c.name for c in (*self.inputs, *(self.outputs or ())) if c.sensitive]
+
+    def with_sensitive(self, names: Sequence[str]) -> Signature:
+        """A copy with the input or output columns ``names`` marked sensitive.
+
+        Raises:
+            InvalidInput: When a name is not a column of the signature.
+        """
+        wanted = {str(n) for n in names}
+        outputs = tuple(self.outputs or ())
+        known = {c.name for c in (*self.inputs, *outputs)}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise InvalidInput(
+                f"cannot mark {unknown} sensitive: the signature's columns are {sorted(known)}",
+                unknown=unknown,
+            )
+
+        def mark(cols: Sequence[ColumnSpec]) -> list[ColumnSpec]:
+            return [replace(c, sensitive=True) if c.name in wanted else c for c in cols]
+
+        return Signature(mark(self.inputs), None if self.outputs is None else mark(outputs))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form: ``{"inputs": [...], "outputs": [...] | None}``."""
@@ -154,7 +188,12 @@ class Signature:
 
 def _spec_from_dict(data: Mapping[str, Any]) -> ColumnSpec:
     shape = data.get("shape")
-    return ColumnSpec(str(data["name"]), str(data["type"]), None if shape is None else tuple(shape))
+    return ColumnSpec(
+        str(data["name"]),
+        str(data["type"]),
+        None if shape is None else tuple(shape),
+        sensitive=bool(data.get("sensitive", False)),
+    )
 
 
 def infer_signature(input_example: Any, output: Any | None = None) -> Signature:
