@@ -144,3 +144,34 @@ def test_gc_refuses_a_grace_period_out_of_range(tmp_path: Path, grace_s: float) 
         assert collect_garbage(svc, ME, grace_s=MAX_GRACE_S, dry_run=True).dry_run
     finally:
         svc.close()
+
+
+def test_gc_keeps_captured_payloads(tmp_path: Path) -> None:
+    """Captured payload files are chunks that no version lists: gc must keep them."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from mlplane.serving.capture import CaptureRecord, CaptureWriter, read_captures
+
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    svc = Services.from_settings(load_settings(home=tmp_path / "home"))
+    try:
+        svc.registry.register(ME, "m", model, input_example=x[:5])
+        d = svc.deployments.create(ME, "d", "m@1")
+        writer = CaptureWriter(svc, worker_id="w")
+        now = int(time.time() * 1000)
+        for i in range(20):
+            writer.submit(
+                d.deployment_id,
+                CaptureRecord(
+                    f"r1-{i:04x}", now, "d", 1, "live", 1.0, 200, [{"x0": float(i)}], [i % 2]
+                ),
+            )
+        writer.close()
+        with svc.db.write() as s:  # older than any grace period
+            s.execute(update(ChunkRow).values(created_at=0, seen_at=None))
+        assert collect_garbage(svc, ME, grace_s=0).chunks_deleted == 0
+        assert read_captures(svc, ME, "d").num_rows == 20
+    finally:
+        svc.close()

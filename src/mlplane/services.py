@@ -85,10 +85,12 @@ class Services:
         return services
 
     def chunk_users(self, session: Any) -> set[str]:
-        """Every chunk a dataset or model version lists: what shredding must spare and
-        garbage collection must keep."""
-        return self.data.referenced_chunks(session=session) | self.registry.referenced_chunks(
-            session=session
+        """Every chunk a dataset or model version or a captured payload file lists: what
+        shredding must spare and garbage collection must keep."""
+        return (
+            self.data.referenced_chunks(session=session)
+            | self.registry.referenced_chunks(session=session)
+            | self.deployments.referenced_chunks(session=session)
         )
 
     def _check_input(self, p: Principal, inp: RunInput) -> bool:

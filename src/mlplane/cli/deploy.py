@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from mlplane.cli import deploy_captures
 from mlplane.cli._common import JsonOption, cells, client, console, fmt_time, info, print_json
 from mlplane.errors import InvalidInput
 from mlplane.projects import DEFAULT_PROJECT
@@ -21,6 +22,7 @@ app = typer.Typer(no_args_is_help=True)
 ProjectOption = typer.Option(DEFAULT_PROJECT, "--project", "-p", help="Project of the deployment.")
 ModelOption = typer.Option(..., "--model", "-m", help="NAME@ALIAS or NAME@VERSION to serve.")
 _SPARK = "▁▂▃▄▅▆▇█"
+app.command("captures")(deploy_captures.captures)
 
 
 def _t(ctx: typer.Context) -> Any:

@@ -159,6 +159,16 @@ class TrafficMixin:
             s.execute(delete(ServingWorkerRow).where(ServingWorkerRow.seen_at < cutoff))
             return int(result.rowcount or 0)
 
+    def referenced_chunks(self, *, session: Session) -> set[str]:
+        """Digests of every chunk a captured payload file lists: garbage collection keeps
+        them (captures are data, kept until their deployment is deleted)."""
+        out: set[str] = set()
+        for (chunks,) in session.execute(
+            select(CaptureFileRow.chunks).execution_options(yield_per=500)
+        ):
+            out.update(d for d, _ in json.loads(chunks))
+        return out
+
     # -- reading -----------------------------------------------------------------------------
 
     def traffic_since(
