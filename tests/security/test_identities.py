@@ -194,3 +194,27 @@ def test_names_are_unique_and_must_exist(services: Services) -> None:
     ids.set_disabled(ROOT, "gina")
     with pytest.raises(InvalidInput, match="gina is disabled"):
         ids.create_token(ROOT, "gina")
+
+
+def test_deployment_tokens(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mlplane.config import load_settings
+    from mlplane.errors import InvalidInput
+    from mlplane.security import local_admin, may_predict
+    from mlplane.services import Services
+
+    svc = Services.from_settings(load_settings(home=tmp_path / "h"))
+    try:
+        ids, root = svc.identities, local_admin("root")
+        ids.create_identity(root, "app", kind="service")
+        ids.grant(root, "app", "default", "contributor")
+        made = ids.create_token(root, "app", project="default", deployment="fraud")
+        assert made.info.deployment == "fraud" and made.info.role == "predictor"
+        p = ids.authenticate(made.secret, source="127.0.0.1")
+        assert may_predict(p, "default", "fraud") and not may_predict(p, "default", "churn")
+        with pytest.raises(InvalidInput, match="--project"):
+            ids.create_token(root, "app", deployment="fraud")
+        with pytest.raises(InvalidInput, match="only predicts"):
+            ids.create_token(root, "app", project="default", role="viewer", deployment="fraud")
+        assert [t.deployment for t in ids.list_tokens(root, "app")] == ["fraud"]
+    finally:
+        svc.close()

@@ -117,3 +117,40 @@ def test_the_predictor_role_predicts_and_reads_nothing() -> None:
     assert viewer.roles == {"b": "predictor"}
     assert not allowed(viewer, Permission.PREDICT, "default")
     assert check_role("predictor") == "predictor"
+
+
+def test_a_deployment_token_predicts_on_that_deployment_only() -> None:
+    from mlplane.security import may_predict
+
+    p = scoped_principal(
+        "cora",
+        is_platform_admin=False,
+        roles={"default": "admin"},
+        project="default",
+        role_cap=None,
+        source="t",
+        deployment="fraud",
+    )
+    assert p.roles == {"default": "predictor"} and p.deployments == frozenset({"fraud"})
+    assert may_predict(p, "default", "fraud")
+    assert not may_predict(p, "default", "churn") and not may_predict(p, "other", "fraud")
+    assert not allowed(p, Permission.READ, "default")
+    boss = scoped_principal(
+        "boss",
+        is_platform_admin=True,
+        roles={},
+        project="default",
+        role_cap=None,
+        source="t",
+        deployment="fraud",
+    )
+    assert not boss.is_platform_admin and not may_predict(boss, "default", "churn")
+    everyone = scoped_principal(
+        "cora",
+        is_platform_admin=False,
+        roles={"default": "contributor"},
+        project=None,
+        role_cap=None,
+        source="t",
+    )
+    assert may_predict(everyone, "default", "churn")

@@ -163,13 +163,22 @@ def tokens_create(
         help="Cap its rights: predictor, viewer (or read), contributor (or write), approver.",
     ),
     expires: str = ExpiresOption,
+    deployment: str | None = typer.Option(
+        None, "--deployment", help="May only call this deployment of --project (predict)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Mint an API token; it is printed once (see IdentityService.create_token)."""
     lifetime = parse_duration_ms(expires)
     with _identities(ctx) as ids:
         made = ids.create_token(
-            local_admin(), identity, name=name, project=project, role=role, expires_in_ms=lifetime
+            local_admin(),
+            identity,
+            name=name,
+            project=project,
+            role=role,
+            expires_in_ms=lifetime,
+            deployment=deployment,
         )
     _show_new_token(made, as_json)
 
@@ -199,7 +208,7 @@ def tokens_ls(
                 t.token_id,
                 t.identity,
                 t.name,
-                t.project or "*",
+                t.project or "*" if not t.deployment else f"{t.project}/{t.deployment}",
                 t.role or "(all)",
                 fmt_time(t.expires_at) if t.expires_at else "never",
                 fmt_time(t.last_used_at),
@@ -231,6 +240,7 @@ def _token_json(t: TokenInfo) -> dict[str, object]:
         "name": t.name,
         "project": t.project,
         "role": t.role,
+        "deployment": t.deployment,
         "created_at": t.created_at,
         "expires_at": t.expires_at,
         "revoked_at": t.revoked_at,
@@ -244,6 +254,8 @@ def _show_new_token(made: NewToken, as_json: bool) -> None:
         return
     t = made.info
     scope = f"project {t.project}" if t.project else "every project"
+    if t.deployment:
+        scope = f"deployment {t.deployment} of project {t.project}"
     expiry = fmt_time(t.expires_at) if t.expires_at else "never"
     info(
         f"Token {t.token_id} for {t.identity} ({scope}, role {t.role or 'all'}; expires {expiry}):"

@@ -57,6 +57,13 @@ def allowed(principal: Principal, permission: Permission, project: str) -> bool:
     return role is not None and permission in ROLE_PERMISSIONS.get(role, frozenset())
 
 
+def may_predict(principal: Principal, project: str, deployment: str) -> bool:
+    """Whether ``principal`` may call ``deployment`` of ``project`` (and send it feedback)."""
+    if principal.deployments is not None and deployment not in principal.deployments:
+        return False
+    return allowed(principal, Permission.PREDICT, project)
+
+
 class Guard:
     """Permission checks and audit records, made inside the service's transaction.
 

@@ -36,6 +36,7 @@ class TokenInfo:
         identity: the name of the identity the token acts as.
         project: when set, the token works in this project only.
         role: when set, a cap on the identity's roles (``viewer`` for read-only).
+        deployment: when set, the one deployment of ``project`` the token may call.
         expires_at, revoked_at, last_used_at: milliseconds since the epoch, or None.
     """
 
@@ -48,6 +49,7 @@ class TokenInfo:
     expires_at: int | None
     revoked_at: int | None
     last_used_at: int | None
+    deployment: str | None = None
 
     def state(self, now: int) -> str:
         """``active``, ``revoked`` or ``expired``."""

@@ -183,11 +183,19 @@ class IdentityService:
         project: str | None = None,
         role: str | None = None,
         expires_in_ms: int | None = DEFAULT_TOKEN_LIFETIME_MS,
+        deployment: str | None = None,
     ) -> NewToken:
         """Mint a token for ``identity`` (default: yourself), optionally narrowed to one
-        project and a role cap (``read``/``viewer`` for read-only). The secret is in the
-        result only. Platform admins may mint for anyone."""
+        project and a role cap (``read``/``viewer`` for read-only), or to calling one
+        deployment of ``project`` (``deployment``: the predictor role there, nothing
+        else). The secret is in the result only. Platform admins may mint for anyone."""
         cap = tokens.check_role(role) if role is not None else None
+        if deployment is not None:
+            if project is None:
+                raise InvalidInput("a deployment token needs the deployment's --project")
+            if cap not in (None, "predictor"):
+                raise InvalidInput("a deployment token only predicts: leave out --role")
+            cap = "predictor"
         if project is not None:
             _check_project(project)
         if expires_in_ms is not None and expires_in_ms <= 0:
@@ -202,7 +210,7 @@ class IdentityService:
             row = self._row(s, target)
             if row.disabled:
                 raise InvalidInput(f"{target} is disabled: enable it before minting tokens")
-            return self._mint(s, p, row, name, project, cap, expires_in_ms)
+            return self._mint(s, p, row, name, project, cap, expires_in_ms, deployment)
 
     def list_tokens(self, p: Principal, identity: str | None = None) -> list[TokenInfo]:
         """Tokens of ``identity``; without one, your own (every token for a platform admin)."""
@@ -265,6 +273,7 @@ class IdentityService:
                 project=token.project,
                 role_cap=token.role_cap,
                 source=source,
+                deployment=token.deployment,
             )
             token_id, last_used = token.id, token.last_used_at
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION_MS:
@@ -347,6 +356,7 @@ class IdentityService:
         project: str | None,
         cap: str | None,
         expires_in_ms: int | None,
+        deployment: str | None = None,
     ) -> NewToken:
         secret, now = tokens.new_secret(), now_ms()
         token = ApiTokenRow(
@@ -356,12 +366,15 @@ class IdentityService:
             token_sha256=tokens.digest(secret),
             project=project,
             role_cap=cap,
+            deployment=deployment,
             created_at=now,
             expires_at=None if expires_in_ms is None else now + expires_in_ms,
         )
         s.add(token)
         s.flush()
         details = {"identity": row.name, "project": project, "role": cap}
+        if deployment is not None:
+            details["deployment"] = deployment
         self._guard.audit(s, p, "token.create", f"token:{token.id}", None, details=details)
         return NewToken(info=_token_info(token, row.name), secret=secret)
 
@@ -412,4 +425,5 @@ def _token_info(row: ApiTokenRow, owner: str) -> TokenInfo:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        deployment=row.deployment,
     )

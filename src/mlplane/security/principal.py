@@ -16,6 +16,8 @@ class Principal:
         source: where the call came from (``local``, a client address).
         scoped: authenticated with a token narrower than its identity (a project or a
             role cap); such a caller may not mint itself a broader token.
+        deployments: when set, the only deployments the caller may call (a token made
+            for one deployment); None: every deployment its roles allow.
     """
 
     name: str
@@ -23,6 +25,7 @@ class Principal:
     roles: dict[str, str] = field(default_factory=dict)
     source: str = "local"
     scoped: bool = False
+    deployments: frozenset[str] | None = None
 
 
 def local_admin(name: str | None = None) -> Principal:

@@ -116,6 +116,8 @@ class ApiTokenRow(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     project: Mapped[str | None] = mapped_column(String(255), nullable=True)
     role_cap: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    deployment: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """When set, the token may only call this deployment of ``project`` (role predictor)."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

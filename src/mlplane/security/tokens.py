@@ -95,6 +95,7 @@ def scoped_principal(
     project: str | None,
     role_cap: str | None,
     source: str,
+    deployment: str | None = None,
 ) -> Principal:
     """What an identity may do through one token: its roles, narrowed by the token.
 
@@ -102,6 +103,24 @@ def scoped_principal(
     once, and a token can never hold more than its identity holds now. A platform
     admin's scoped token loses the platform-admin flag and becomes an ordinary role.
     """
+    if deployment is not None:
+        # A deployment token predicts on that deployment and does nothing else.
+        narrowed = scoped_principal(
+            name,
+            is_platform_admin=is_platform_admin,
+            roles=roles,
+            project=project,
+            role_cap="predictor",
+            source=source,
+        )
+        return Principal(
+            name,
+            False,
+            narrowed.roles,
+            source=source,
+            scoped=True,
+            deployments=frozenset({deployment}),
+        )
     if project is None and role_cap is None:
         return Principal(name, is_platform_admin, dict(roles), source=source)
     if is_platform_admin:

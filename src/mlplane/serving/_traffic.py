@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mlplane import projects
 from mlplane.db.engine import now_ms
-from mlplane.errors import InvalidInput
+from mlplane.errors import InvalidInput, PermissionDenied
 from mlplane.security import Permission, Principal
 from mlplane.serving.entities import Deployment, DeploymentStatus, VersionTraffic
 from mlplane.serving.tables import (
@@ -309,6 +309,10 @@ class TrafficMixin:
         version = version if version is not None else version_from_request_id(request_id)
         with self._guard.unit(write=True) as s:
             _, row = self._row(s, p, name, project, Permission.PREDICT, "deployment.feedback")
+            if p.deployments is not None and name not in p.deployments:
+                raise PermissionDenied(
+                    f"{p.name}'s token may only call {', '.join(sorted(p.deployments))}"
+                )
             old = s.scalar(
                 select(FeedbackRow).where(
                     FeedbackRow.deployment_id == row.id, FeedbackRow.request_id == request_id

@@ -1,5 +1,6 @@
 """Deployments: traffic splits and their history, rollouts, the traffic windows, feedback
-and captured payloads the inference workers report, and the workers themselves.
+and captured payloads the inference workers report, and the workers themselves; API
+tokens that may call one deployment only.
 
 Revision ID: 0013_deployments
 Revises: 0012_audit_chain
@@ -138,6 +139,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deployment_captures")),
     )
     op.create_index("ix_deployment_captures_hour", "deployment_captures", ["deployment_id", "hour"])
+    op.add_column("api_tokens", sa.Column("deployment", sa.String(length=100), nullable=True))
     op.create_table(
         "serving_workers",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -152,6 +154,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("serving_workers")
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.drop_column("deployment")
     op.drop_index("ix_deployment_captures_hour", table_name="deployment_captures")
     op.drop_table("deployment_captures")
     op.drop_table("deployment_feedback")
