@@ -23,6 +23,7 @@ from mlplane.cli import (
     experiments,
     keys,
     models,
+    predict,
     quickstart,
     runs,
     server,
@@ -107,6 +108,7 @@ app.add_typer(
     name="deploy",
     help="Deployments: create, canary, shadow, ab, status, rollback, history, ab-report.",
 )
+app.command("predict")(predict.predict)
 app.command("gc")(data_tools.gc)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)
