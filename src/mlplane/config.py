@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     artifacts_url: str | None = None
     token: SecretStr | None = None
     master_key: SecretStr | None = None
-    """Base64 of 32 bytes; else a key file is created under ``home`` (mode 0600)."""
+    """Base64 of 32 bytes (or ``vN:BASE64`` after a rotation); else a key file is created
+    under ``home`` (mode 0600)."""
+    master_key_previous: SecretStr | None = None
+    """Older master key versions (``v1:BASE64,…``) kept while data is still wrapped under
+    them; only with ``master_key``."""
     ca_bundle: Path | None = None
     """PEM file of the CA(s) the SDK trusts for an ``https://`` server (a private CA);
     default: the public CAs. Certificates are always verified."""

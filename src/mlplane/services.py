@@ -129,9 +129,11 @@ class Services:
     def keys(self) -> KeyRing:
         """The master key ring; the key file is created on first use."""
         if self._keys is None:
-            secret = self.settings.master_key
+            secret, previous = self.settings.master_key, self.settings.master_key_previous
             provider = provider_for(
-                self.settings.home, secret.get_secret_value() if secret else None
+                self.settings.home,
+                secret.get_secret_value() if secret else None,
+                previous.get_secret_value() if previous else None,
             )
             self._keys = KeyRing(provider)
         return self._keys

@@ -183,3 +183,54 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "retired" in table.output
     remote = runner.invoke(app, ["--uri", "http://localhost:1", "keys", "ls"])
     assert remote.exit_code == 1 and "http(s) --uri" in remote.output
+
+
+def test_rotation_with_keys_in_the_environment(tmp_path: Path) -> None:
+    """MLPLANE_MASTER_KEY holds one version; the operator sets the new key (vN:…) and moves
+    the old one to MLPLANE_MASTER_KEY_PREVIOUS, then ``rotate`` re-wraps everything and
+    ``retire`` says what may leave the environment."""
+    import base64
+
+    old = base64.b64encode(os.urandom(32)).decode()
+    new = base64.b64encode(os.urandom(32)).decode()
+    home = tmp_path / "env"
+    first = Services.from_settings(load_settings(home=home, master_key=old))
+    try:
+        files = _store(first, tmp_path / "src")
+        pii_secret = first.keys.derive("pii-hash")
+        with pytest.raises(InvalidInput, match="MLPLANE_MASTER_KEY_PREVIOUS=v1"):
+            first.master_keys.rotate(ME)
+    finally:
+        first.close()
+    bad = Services.from_settings(
+        load_settings(home=home, master_key=f"v2:{new}", master_key_previous=f"v2:{old}")
+    )
+    try:
+        with pytest.raises(InvalidInput, match="not older"):
+            bad.keys  # noqa: B018
+    finally:
+        bad.close()
+    both = load_settings(home=home, master_key=f"v2:{new}", master_key_previous=f"v1:{old}")
+    svc = Services.from_settings(both)
+    try:
+        assert _by_version(svc) and set(_by_version(svc)) == {1}
+        rotation = svc.master_keys.rotate(ME)
+        assert rotation.version == 2 and sum(rotation.rewrapped.values()) > 0
+        assert set(_by_version(svc)) == {2}
+        assert [k.version for k in svc.master_keys.versions(ME)] == [1, 2]
+        todo = svc.master_keys.retire(ME, 1)
+        assert todo is not None and "remove v1" in todo and "derive:" in todo
+        derive = "derive:" + todo.split("derive:")[1].split(" ")[0]
+        assert svc.keys.derive("pii-hash") == pii_secret
+    finally:
+        svc.close()
+    # Version 1 gone from the environment: everything still reads, derived secrets too.
+    alone = Services.from_settings(
+        load_settings(home=home, master_key=f"v2:{new}", master_key_previous=derive)
+    )
+    try:
+        _read_all(alone, tmp_path / "out")
+        assert (tmp_path / "out" / "ds@1" / "big.bin").read_bytes() == files["big.bin"]
+        assert alone.keys.derive("pii-hash") == pii_secret
+    finally:
+        alone.close()

@@ -94,8 +94,8 @@ def keys_retire(
     """Delete an old master key version once nothing is wrapped under it (see
     KeyService.retire). Backups made before its rotation become unreadable."""
     with _keys(ctx) as keys:
-        keys.retire(local_admin(), version)
-    info(f"Retired master key version {version}.")
+        todo = keys.retire(local_admin(), version)
+    info(todo or f"Retired master key version {version}.")
 
 
 ShredOption = typer.Option(

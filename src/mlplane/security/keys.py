@@ -52,30 +52,86 @@ class KeyProvider(abc.ABC):
         return _extract(self.get(1))
 
 
-class EnvKey(KeyProvider):
-    """One master key given as base64 in ``MLPLANE_MASTER_KEY`` (version 1)."""
+def _decode_key(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except binascii.Error:
+        raise InvalidInput(f"{where} must be base64 (of 32 random bytes)") from None
+    if len(key) != KEY_BYTES:
+        raise InvalidInput(
+            f"{where} decodes to {len(key)} bytes; it must be 32 random "
+            "bytes, base64-encoded (e.g. the output of `openssl rand -base64 32`)"
+        )
+    return key
 
-    def __init__(self, encoded: str) -> None:
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error:
-            raise InvalidInput("MLPLANE_MASTER_KEY must be base64 (of 32 random bytes)") from None
-        if len(key) != KEY_BYTES:
-            raise InvalidInput(
-                f"MLPLANE_MASTER_KEY decodes to {len(key)} bytes; it must be 32 random "
-                "bytes, base64-encoded (e.g. the output of `openssl rand -base64 32`)"
-            )
-        self._key = key
+
+def _versioned(text: str, where: str) -> tuple[int, str]:
+    """``v2:BASE64`` as (2, BASE64); plain ``BASE64`` is version 1."""
+    head, sep, rest = text.strip().partition(":")
+    if not sep:
+        return 1, text
+    if not (head[:1] in ("v", "V") and head[1:].isdigit() and int(head[1:]) >= 1):
+        raise InvalidInput(f"{where}: {head!r} is not a key version; write v2:BASE64")
+    return int(head[1:]), rest
+
+
+class EnvKey(KeyProvider):
+    """Master keys from the environment: the current one in ``MLPLANE_MASTER_KEY``
+    (``BASE64``, which is version 1, or ``vN:BASE64``) and older versions, kept to
+    unwrap what is still wrapped under them, in ``MLPLANE_MASTER_KEY_PREVIOUS``
+    (``v1:BASE64,v2:BASE64``). Once version 1 is retired, the project secrets derived
+    from it need ``derive:BASE64`` there (``mlplane keys retire 1`` prints it)."""
+
+    def __init__(self, encoded: str, previous: str | None = None) -> None:
+        version, text = _versioned(encoded, "MLPLANE_MASTER_KEY")
+        self._current = version
+        self._keys = {version: _decode_key(text, "MLPLANE_MASTER_KEY")}
+        self._derive: bytes | None = None
+        for item in (previous or "").split(","):
+            if not item.strip():
+                continue
+            if item.strip().startswith("derive:"):
+                self._derive = base64.b64decode(item.strip()[len("derive:") :])
+                continue
+            where = "MLPLANE_MASTER_KEY_PREVIOUS"
+            v, body = _versioned(item, where)
+            if ":" not in item:
+                raise InvalidInput(f"{where}: write each key as vN:BASE64")
+            if v >= version:
+                raise InvalidInput(
+                    f"{where} holds version {v}, not older than the current version {version} "
+                    "in MLPLANE_MASTER_KEY"
+                )
+            self._keys[v] = _decode_key(body, where)
 
     def current(self) -> tuple[int, bytes]:
-        return 1, self._key
+        return self._current, self._keys[self._current]
 
     def get(self, version: int) -> bytes:
-        if version != 1:
+        key = self._keys.get(version)
+        if key is None:
             raise TamperedArtifact(
-                f"master key version {version} is not available from MLPLANE_MASTER_KEY"
+                f"master key version {version} is not available from MLPLANE_MASTER_KEY or "
+                "MLPLANE_MASTER_KEY_PREVIOUS"
             )
-        return self._key
+        return key
+
+    def versions(self) -> list[int]:
+        return sorted(self._keys)
+
+    def derivation_prk(self) -> bytes:
+        if 1 in self._keys:
+            return super().derivation_prk()
+        if self._derive is None:
+            raise InvalidInput(
+                "master key version 1 is retired: add the derive:BASE64 entry that "
+                "`mlplane keys retire 1` printed to MLPLANE_MASTER_KEY_PREVIOUS"
+            )
+        return self._derive
+
+    def derive_entry(self) -> str:
+        """The ``derive:BASE64`` entry that keeps derived secrets once version 1 is gone."""
+        return "derive:" + _b64(self.derivation_prk())
 
 
 _RECHECK_S = 1.0  # how often current() looks for a rotation made by another process
@@ -227,9 +283,9 @@ def _extract(master: bytes) -> bytes:
     return hmac.new(bytes(32), master, hashlib.sha256).digest()
 
 
-def provider_for(home: Path, env_key: str | None) -> KeyProvider:
-    """The environment's key when set, else the key file under ``home``."""
-    return EnvKey(env_key) if env_key else LocalKeyFile(home / "master.key")
+def provider_for(home: Path, env_key: str | None, previous: str | None = None) -> KeyProvider:
+    """The environment's keys when set, else the key file under ``home``."""
+    return EnvKey(env_key, previous) if env_key else LocalKeyFile(home / "master.key")
 
 
 class KeyRing:

@@ -21,13 +21,14 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from mlplane.db.engine import Database
-from mlplane.errors import Conflict, InvalidInput
+from mlplane.errors import Conflict, InvalidInput, NotFound
 from mlplane.security.access import Guard
 from mlplane.security.entities import MasterKeyVersion, Rotation
 from mlplane.security.keys import EnvKey, KeyRing, LocalKeyFile
 from mlplane.security.principal import Principal
 
 BATCH = 500
+
 _RESOURCE = "master-key"
 
 
@@ -81,16 +82,9 @@ class KeyService:
         with self._guard.unit(write=False):
             self._guard.require_platform_admin(p, action=action, resource=_RESOURCE)
 
-    def _key_file(self) -> LocalKeyFile:
+    def _key_file(self) -> LocalKeyFile | EnvKey:
         provider = self._keys().provider
-        if isinstance(provider, EnvKey):
-            raise InvalidInput(
-                "the master key comes from MLPLANE_MASTER_KEY, which holds one version: "
-                "mlplane cannot rotate or retire it. Rotation needs the versioned key file "
-                "(MLPLANE_HOME/master.key) that mlplane uses when MLPLANE_MASTER_KEY is unset; "
-                "do not just unset it, or a new key is made and nothing stored stays readable"
-            )
-        if not isinstance(provider, LocalKeyFile):
+        if not isinstance(provider, LocalKeyFile | EnvKey):
             raise InvalidInput(f"{type(provider).__name__} master keys cannot be rotated here")
         return provider
 
@@ -116,9 +110,12 @@ class KeyService:
         self._require(p, "keys.list")
         provider = self._keys().provider
         current = provider.current()[0]
-        known = (
-            provider.versions() if isinstance(provider, LocalKeyFile) else [(current, None, None)]
-        )
+        if isinstance(provider, LocalKeyFile):
+            known = provider.versions()
+        elif isinstance(provider, EnvKey):
+            known = [(v, None, None) for v in provider.versions()]
+        else:
+            known = [(current, None, None)]
         counts = self._counts()
         out = [
             MasterKeyVersion(
@@ -160,7 +157,19 @@ class KeyService:
         """
         self._require(p, "keys.rotate")
         key_file = self._key_file()
-        if resume:
+        if isinstance(key_file, EnvKey):
+            # The environment is the operator's to change: they set the new key, we re-wrap.
+            version = key_file.current()[0]
+            if not resume and version == min(key_file.versions()):
+                raise InvalidInput(
+                    "the master key comes from MLPLANE_MASTER_KEY: to rotate it, make a new key "
+                    "(`openssl rand -base64 32`), set MLPLANE_MASTER_KEY=v"
+                    f"{version + 1}:<new key> and MLPLANE_MASTER_KEY_PREVIOUS=v{version}:"
+                    "<the current key> (keep older entries), then run `mlplane keys rotate` "
+                    "again to re-wrap every data key under the new version"
+                )
+            resume = True
+        if resume or isinstance(key_file, EnvKey):
             version = key_file.current()[0]
         else:
             version = key_file.add_version()
@@ -218,8 +227,10 @@ class KeyService:
             if on_batch is not None:
                 on_batch(col.kind, done)
 
-    def retire(self, p: Principal, version: int) -> None:
-        """Delete an old master key version for good.
+    def retire(self, p: Principal, version: int) -> str | None:
+        """Delete an old master key version for good. With keys from the environment,
+        which mlplane cannot edit, the checks are made and the returned text says what to
+        remove from ``MLPLANE_MASTER_KEY_PREVIOUS``.
 
         Raises:
             Conflict: it is the current version, or secrets are still wrapped under
@@ -237,5 +248,16 @@ class KeyService:
                 f"master key version {version} still wraps {what}: finish the rotation with "
                 "`mlplane keys rotate --resume`, then retire it"
             )
+        if isinstance(key_file, EnvKey):
+            if version not in key_file.versions():
+                raise NotFound(f"master key version {version} is not in the environment")
+            self._guard.record(p, "keys.retire", _RESOURCE, None, details={"version": version})
+            keep = f" and add {key_file.derive_entry()}" if version == 1 else ""
+            return (
+                f"nothing is wrapped under master key version {version} any more: remove "
+                f"v{version} from MLPLANE_MASTER_KEY_PREVIOUS{keep} (that entry keeps the "
+                "project secrets derived from version 1; treat it as a secret)"
+            )
         key_file.retire(version)
         self._guard.record(p, "keys.retire", _RESOURCE, None, details={"version": version})
+        return None
