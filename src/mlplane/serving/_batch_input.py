@@ -53,6 +53,8 @@ class InputFile:
     kind: str
     label: str
     """How messages name it."""
+    options: Mapping[str, Any] | None = None
+    """fsspec storage options for ``url`` (credentials, endpoint); never in the manifest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,15 @@ class InputSource:
     label: str
 
 
-def open_input(location: str | os.PathLike[str]) -> InputSource:
+def open_input(
+    location: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> InputSource:
     """A Parquet, CSV or JSON Lines file, or a folder of Parquet files, by local path or
     fsspec URL; its identity is every file's path, size and modification stamp.
+
+    ``storage_options`` go to the URL's fsspec file system here and in every worker
+    (without them, fsspec's own configuration and the environment apply, such as
+    ``AWS_ACCESS_KEY_ID`` or ``FSSPEC_S3_ENDPOINT_URL``).
 
     Raises:
         NotFound: Nothing is at ``location``.
@@ -81,8 +89,9 @@ def open_input(location: str | os.PathLike[str]) -> InputSource:
 
     text = os.fspath(location)
     remote = "://" in text and not text.startswith("file://")
+    options = dict(storage_options or {}) if remote else None
     fs, path = fsspec.core.url_to_fs(
-        text if remote else os.path.abspath(text.removeprefix("file://"))
+        text if remote else os.path.abspath(text.removeprefix("file://")), **(options or {})
     )
     try:
         info = fs.info(path)
@@ -104,7 +113,7 @@ def open_input(location: str | os.PathLike[str]) -> InputSource:
     stamps = []
     for p, i in zip(paths, infos, strict=True):
         url = fs.unstrip_protocol(p) if remote else p
-        files.append(InputFile(url, str(file_kind(p)), url))
+        files.append(InputFile(url, str(file_kind(p)), url, options))
         stamp = i.get("mtime") or i.get("LastModified") or i.get("ETag") or i.get("created")
         stamps.append({"path": url, "size": int(i.get("size") or 0), "stamp": str(stamp)})
     return InputSource(tuple(files), {"files": stamps}, text)
@@ -154,7 +163,7 @@ class FilePlan:
     parts: list[Part] | None = None
     rows: int | None = None
     head: pa.Table | None = None
-    """The first rows, for the probe (streamed files only; Parquet reads them on demand)."""
+    """A streamed file's first rows (its schema, and whether it has any)."""
 
 
 @dataclass(slots=True)
@@ -197,7 +206,7 @@ def plan(source: InputSource, batch_rows: int) -> Plan:
 
 def _plan_parquet(index: int, f: InputFile, batch_rows: int) -> FilePlan:
     try:
-        pf = open_parquet(f.url)
+        pf = open_parquet(f.url, f.options)
         meta, schema = pf.metadata, pf.schema_arrow
     except (OSError, pa.ArrowException) as exc:
         raise InvalidInput(f"cannot read {f.label} as Parquet: {exc}") from None
@@ -226,19 +235,6 @@ def _plan_parquet(index: int, f: InputFile, batch_rows: int) -> FilePlan:
             flush()
     flush()
     return FilePlan(index, f, schema, parts, meta.num_rows)
-
-
-def head(fp: FilePlan, rows: int, columns: Sequence[str] | None) -> pa.Table:
-    """The first ``rows`` rows of a file, for the probe."""
-    if fp.head is not None:
-        table = fp.head.slice(0, rows)
-        return table.select(list(columns)) if columns is not None else table
-    pf = open_parquet(fp.file.url)
-    cols = list(columns) if columns is not None else None
-    for batch in pf.iter_batches(batch_size=rows, columns=cols):
-        if batch.num_rows:
-            return pa.Table.from_batches([batch])
-    return fp.schema.empty_table() if cols is None else fp.schema.empty_table().select(cols)
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -271,7 +267,7 @@ def tasks(
             for i in range(0, len(parts), step):
                 chunk = parts[i : i + step]
                 ranges = tuple(PartRange(p.key, p.start, p.stop) for p in chunk)
-                yield ReadTask(fp.file.url, fp.file.label, groups, ranges)
+                yield ReadTask(fp.file.url, fp.file.label, groups, ranges, fp.file.options)
 
 
 def _stream(
@@ -320,7 +316,8 @@ def open_stream(f: InputFile) -> Any:
         if "://" in f.url and not f.url.startswith("file://"):
             import fsspec
 
-            return opener(fsspec.open(f.url, "rb", compression="infer").open())
+            handle = fsspec.open(f.url, "rb", compression="infer", **(f.options or {}))
+            return opener(handle.open())
         return opener(f.url.removeprefix("file://"))
     except (OSError, pa.ArrowException) as exc:
         raise InvalidInput(f"cannot read {f.label}: {exc}") from None

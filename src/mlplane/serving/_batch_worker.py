@@ -81,6 +81,8 @@ class ReadTask:
     label: str
     row_groups: tuple[int, ...]
     parts: tuple[PartRange, ...]
+    options: Mapping[str, Any] | None = None
+    """fsspec storage options for ``url`` (credentials, endpoint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +216,7 @@ def _run_read(task: ReadTask, spec: WorkerSpec) -> int:
 
 def _batches(task: ReadTask, spec: WorkerSpec) -> Iterator[pa.RecordBatch]:
     try:
-        pf = open_parquet(task.url)
+        pf = open_parquet(task.url, task.options)
         yield from pf.iter_batches(
             batch_size=spec.options.batch_rows,
             row_groups=list(task.row_groups),
@@ -226,13 +228,14 @@ def _batches(task: ReadTask, spec: WorkerSpec) -> Iterator[pa.RecordBatch]:
         raise InvalidInput(f"cannot read {task.label} (row groups {groups}): {exc}") from None
 
 
-def open_parquet(url: str) -> pq.ParquetFile:
-    """A Parquet file by local path or fsspec URL; local files are read without buffering
-    whole column chunks, so memory follows the batch size rather than the row group's."""
+def open_parquet(url: str, options: Mapping[str, Any] | None = None) -> pq.ParquetFile:
+    """A Parquet file by local path or fsspec URL (with its storage ``options``); local
+    files are read without buffering whole column chunks, so memory follows the batch
+    size rather than the row group's."""
     if "://" in url and not url.startswith("file://"):
         import fsspec
 
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url, **(options or {}))
         return pq.ParquetFile(path, filesystem=fs)
     return pq.ParquetFile(url.removeprefix("file://"), pre_buffer=False, buffer_size=1 << 20)
 
