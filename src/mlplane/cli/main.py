@@ -26,6 +26,7 @@ from mlplane.cli import (
     predict,
     quickstart,
     runs,
+    serve,
     server,
 )
 from mlplane.cli.identities import admin_app, tokens_app, users_app
@@ -111,6 +112,7 @@ app.add_typer(
 app.command("predict")(predict.predict)
 app.command("gc")(data_tools.gc)
 app.command("server")(server.server)
+app.command("serve")(serve.serve)
 app.command("quickstart")(quickstart.quickstart)
 app.add_typer(
     users_app,
