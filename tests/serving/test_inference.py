@@ -214,6 +214,28 @@ def test_changes_go_live_without_dropping_a_request(running: Running) -> None:
     time.sleep(0.5)
 
 
+def test_sticky_variants_keep_each_caller(running: Running) -> None:
+    svc, x = running.svc, running.x[:1]
+    svc.deployments.start_ab(ME, "d", [("m@1", 50), ("m@2", 50)], sticky_header="X-User-Id")
+    time.sleep(1.0)
+    seen: dict[str, set[int]] = {}
+    with httpx.Client(base_url=running.url, timeout=30) as http:
+        for user in range(40):
+            for _ in range(3):
+                r = http.post(
+                    "/api/v1/deployments/d/predict",
+                    json=_split(x),
+                    headers={"X-User-Id": f"user-{user}"},
+                )
+                assert r.status_code == 200
+                seen.setdefault(f"user-{user}", set()).add(r.json()["version"])
+    assert all(len(v) == 1 for v in seen.values())  # each caller kept one variant
+    counts = [sum(1 for v in seen.values() if v == {n}) for n in (1, 2)]
+    assert min(counts) >= 8  # and the callers are spread over both
+    svc.deployments.set_split(ME, "d", "m@1")
+    time.sleep(1.0)
+
+
 def test_shadow_feedback_windows_and_batching(running: Running) -> None:
     svc, x = running.svc, running.x[:1]
     d = svc.deployments.set_shadow(ME, "d", "m@2", 100)
