@@ -43,12 +43,12 @@ _MISSING = (
 class Authenticator:
     """Turns a request's ``Authorization`` header into a :class:`Principal`, with a cache."""
 
-    def __init__(self, identities: object, mode: str, *, ttl_s: float = TTL_S) -> None:
+    def __init__(self, identities: object, mode: str, *, ttl_s: float | None = None) -> None:
         if mode not in ("token", "none"):
             raise ValueError(f"auth must be 'token' or 'none', not {mode!r}")
         self.identities = identities
         self.mode = mode
-        self.ttl_s = ttl_s
+        self.ttl_s = TTL_S if ttl_s is None else ttl_s
         self._ok: dict[bytes, tuple[Principal, float]] = {}
         self._failed: dict[bytes, tuple[Unauthenticated, float]] = {}
         self._loopback: dict[str, bool] = {}
