@@ -330,3 +330,41 @@ def test_internal_principal_is_needed_for_the_worker_calls(tmp_path: Path) -> No
             svc.deployments.generations(outsider)
     finally:
         svc.close()
+
+
+def test_a_failing_shadow_never_touches_the_caller_and_metrics_count(tmp_path: Path) -> None:
+    svc, x, models = _store(tmp_path / "shadow")
+    y = (x["a"] + x["b"] > 0).astype(int)
+    # A broken fitted state (the classes lost their second label): its example rows
+    # predict, so registration and warm-up pass; rows of the other class raise inside
+    # scikit-learn, a real 5xx of the shadow version.
+    broken = LogisticRegression().fit(x, y)
+    first = x[broken.predict(x) == 0]
+    broken.classes_ = broken.classes_[:1]
+    svc.registry.register(ME, "m", broken, input_example=first[:5])
+    svc.deployments.set_shadow(ME, "d", "m@3", 100)
+    failing = x[models[0].predict(x) == 1][:5]  # type: ignore[attr-defined]
+    server, thread, url = _serve(svc, "none")
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(30):
+                r = http.post("/api/v1/deployments/d/predict", json=_split(failing))
+                assert r.status_code == 200
+                assert r.json()["predictions"] == models[0].predict(failing).tolist()  # type: ignore[attr-defined]
+            d = svc.deployments.get(ME, "d")
+            deadline = time.monotonic() + 10
+            shadow = {}
+            while time.monotonic() < deadline:
+                shadow = svc.deployments.traffic_since(
+                    d.deployment_id, 0, now_ms() + 1, kind="shadow"
+                )
+                if shadow.get(3) and shadow[3].requests >= 30:
+                    break
+                time.sleep(0.3)
+            assert shadow[3].errors == shadow[3].requests >= 30  # every mirror failed
+            text = http.get("/metrics").text
+            assert 'deployment="d"' in text
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        svc.close()
