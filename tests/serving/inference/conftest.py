@@ -110,9 +110,24 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     s.svc.close()
 
 
+class Sink:
+    """Where the session's server hands sampled payloads (the capture writer's interface)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, Any]] = []
+
+    def submit(self, deployment_id: int, record: Any) -> None:
+        self.records.append((deployment_id, record))
+
+
 @pytest.fixture(scope="session")
-def running(store: Store) -> Iterator[Running]:
-    r = serve(store.svc)
+def sink() -> Sink:
+    return Sink()
+
+
+@pytest.fixture(scope="session")
+def running(store: Store, sink: Sink) -> Iterator[Running]:
+    r = serve(store.svc, capture=sink)
     yield r
     r.stop()
 

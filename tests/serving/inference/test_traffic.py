@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from mlplane.db.engine import now_ms
 from mlplane.serving.tables import FeedbackRow
-from tests.serving.inference.conftest import ME, Running, Store, deploy, split, wait_for
+from tests.serving.inference.conftest import ME, Running, Sink, Store, deploy, split, wait_for
 
 
 def _version(http: httpx.Client, name: str, body: object, **headers: str) -> int:
@@ -235,3 +235,21 @@ def test_a_deleted_deployment_disappears(
         2,
     )
     assert gone
+
+
+def test_sampled_payloads_go_to_the_capture_sink(
+    store: Store, running: Running, sink: Sink, http: httpx.Client
+) -> None:
+    name = deploy(store, running, capture_percent=100, sensitive=["f3"])
+    quiet = deploy(store, running)
+    x = store.x[:2]
+    r = http.post(f"/api/v1/deployments/{name}/predict", json=split(x))
+    http.post(f"/api/v1/deployments/{quiet}/predict", json=split(x))
+    # Captured after the answer is sent: it may land a moment after the client has it.
+    assert wait_for(lambda: [rec for _, rec in sink.records if rec.deployment == name], 5)
+    mine = [rec for _, rec in sink.records if rec.deployment == name]
+    assert len(mine) == 1 and not [rec for _, rec in sink.records if rec.deployment == quiet]
+    rec = mine[0]
+    assert rec.request_id == r.headers["x-request-id"] and (rec.version, rec.kind) == (1, "live")
+    assert rec.inputs == x.to_dict(orient="records") and rec.sensitive == ("f3",)
+    assert rec.outputs == store.models[1].predict(x).tolist() and rec.status == 200
