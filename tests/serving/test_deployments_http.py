@@ -69,7 +69,7 @@ def test_deployments_over_http(server) -> None:  # type: ignore[no-untyped-def]
         assert [e.action for e in hist][-3:] == ["shadow", "ab", "configure"]
         with pytest.raises(InvalidInput, match="max_wiat_ms"):
             t.configure_deployment(name, {"max_wiat_ms": 7}, project="default")
-        assert [e.action for e in mlplane.deployments.history(name)][0] == "create"
+        assert mlplane.deployments.history(name)[0].action == "create"
         assert mlplane.deployments.route(name, f"{name}@2").routing.percents() == {2: 100.0}
         assert mlplane.deployments.get(name).routing.stable == 2
         t.delete_deployment(name, project="default")
