@@ -164,6 +164,8 @@ class Host:
         for h in found:
             if h.deployment.project == wanted:
                 return h
+        if wanted is not None:
+            raise NotFound(f"no deployment named {name!r} in project {wanted!r} is served here")
         projects = ", ".join(sorted(h.deployment.project for h in found))
         raise Conflict(
             f"deployment {name!r} exists in several projects ({projects}): "
