@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import os
-import ssl
 from pathlib import Path
 
 import typer
@@ -13,6 +12,7 @@ from mlplane.cli._common import info, print_error, state
 from mlplane.config import load_settings
 from mlplane.errors import InvalidInput
 from mlplane.security.network import is_loopback
+from mlplane.security.tls import check_pair
 
 __all__ = ["LOOPBACK_ONLY", "is_loopback", "server", "tls_files"]
 
@@ -23,30 +23,8 @@ LOOPBACK_ONLY = (
 
 
 def tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
-    """The certificate and key to serve HTTPS with, checked to load as a pair; None for
-    plain HTTP. Raises InvalidInput naming what is wrong."""
-    if cert is None and key is None:
-        return None
-    if cert is None or key is None:
-        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
-        raise InvalidInput(f"{given} needs {missing} too (MLPLANE_TLS_CERT, MLPLANE_TLS_KEY)")
-    for what, path in (("certificate", cert), ("key", key)):
-        try:
-            path.read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
-    try:
-        # A passphrase callback that gives none: an encrypted key fails here rather than
-        # prompting on the terminal of every worker.
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-            cert, key, password=lambda: b""
-        )
-    except ssl.SSLError as exc:
-        raise InvalidInput(
-            f"the TLS certificate {cert} and key {key} do not load as a pair (PEM, an "
-            f"unencrypted key matching the certificate): {exc.reason or exc}"
-        ) from None
-    return str(cert), str(key)
+    """The certificate and key to serve HTTPS with (see :func:`check_pair`)."""
+    return check_pair(cert, key)
 
 
 class AuthMode(enum.StrEnum):

@@ -78,22 +78,17 @@ class DataService(AddingMixin, SamplingMixin):
     def _project(
         self, s, p: Principal, project: str, perm: Permission, action: str, resource: str
     ) -> ProjectRow:  # type: ignore[no-untyped-def]
-        row = (
-            project_rows.get_or_create(s, project)
-            if perm == Permission.WRITE
-            else project_rows.find(s, project)
-        )
-        self._guard.require(
+        return project_rows.guarded(
+            s,
+            self._guard,
             p,
+            project,
             perm,
-            project=project,
-            project_id=row.id if row else None,
             action=action,
             resource=resource,
+            create=perm == Permission.WRITE,
+            holds="datasets yet",
         )
-        if row is None:  # nothing was ever stored in this project
-            raise NotFound(f"project {project!r} has no datasets yet")
-        return row
 
     # -- reading -----------------------------------------------------------------------------
 

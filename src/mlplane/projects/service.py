@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlplane.db.engine import now_ms
 from mlplane.projects.entities import Project
 from mlplane.projects.tables import ProjectRow
+
+if TYPE_CHECKING:
+    from mlplane.security import Guard, Permission, Principal
 
 
 def get_or_create(session: Session, name: str) -> ProjectRow:
@@ -17,6 +22,38 @@ def get_or_create(session: Session, name: str) -> ProjectRow:
         row = ProjectRow(name=name, description="", created_at=now_ms())
         session.add(row)
         session.flush()
+    return row
+
+
+def guarded(
+    session: Session,
+    guard: Guard,
+    p: Principal,
+    project: str,
+    perm: Permission,
+    *,
+    action: str,
+    resource: str,
+    create: bool,
+    holds: str,
+) -> ProjectRow:
+    """The project row once ``p`` may ``action`` in it: made on first use when ``create``
+    (a write), else a project that never held anything is NotFound ("has no ``holds``").
+    The permission is checked (and a denial audited) before that answer, so a caller
+    without the role learns nothing about which projects exist."""
+    from mlplane.errors import NotFound
+
+    row = get_or_create(session, project) if create else find(session, project)
+    guard.require(
+        p,
+        perm,
+        project=project,
+        project_id=row.id if row else None,
+        action=action,
+        resource=resource,
+    )
+    if row is None:
+        raise NotFound(f"project {project!r} has no {holds}")
     return row
 
 

@@ -74,22 +74,17 @@ class RegistryService(VersionsMixin, ManageMixin, MlflowFolderMixin):
     def _project(
         self, s, p: Principal, project: str, perm: Permission, action: str, res: str
     ) -> ProjectRow:  # type: ignore[no-untyped-def]
-        row = (
-            project_rows.get_or_create(s, project)
-            if perm in (Permission.WRITE, Permission.ADMIN, Permission.APPROVE)
-            else project_rows.find(s, project)
-        )
-        self._guard.require(
+        return project_rows.guarded(
+            s,
+            self._guard,
             p,
+            project,
             perm,
-            project=project,
-            project_id=row.id if row else None,
             action=action,
             resource=res,
+            create=perm in (Permission.WRITE, Permission.ADMIN, Permission.APPROVE),
+            holds="models yet",
         )
-        if row is None:
-            raise NotFound(f"project {project!r} has no models yet")
-        return row
 
     def _model(
         self, s, p: Principal, name: str, project: str, perm: Permission, action: str

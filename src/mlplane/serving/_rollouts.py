@@ -202,11 +202,11 @@ class RolloutMixin:
             )
             s.add(rollout)
             s.flush()
-            shadow = (
-                current.shadow if current.shadow and current.shadow.version != version else None
-            )
             routing = Routing(
-                _split(stable, version, steps_[0]), shadow, current.sticky_header, "canary"
+                _split(stable, version, steps_[0]),
+                current.shadow_unless([version]),
+                current.sticky_header,
+                "canary",
             )
             self._change(
                 s,
@@ -313,9 +313,7 @@ class RolloutMixin:
                 if r.failures >= r.failure_limit:
                     reason = f"{r.failures} failed checks: " + "; ".join(check.breaches)
                     self._end_rollout(s, r, "rolled_back", reason, now)
-                    routing = Routing(
-                        Routing.single(r.stable_version).variants, current.shadow, None, "single"
-                    )
+                    routing = Routing.single(r.stable_version, current.shadow)
                     self._change(
                         s,
                         p,
@@ -412,9 +410,7 @@ class RolloutMixin:
             current = Routing.from_dict(json.loads(row.routing))
             if refused is not None:
                 self._end_rollout(s, r, "blocked", f"promotion refused: {refused}")
-                routing = Routing(
-                    Routing.single(r.stable_version).variants, current.shadow, None, "single"
-                )
+                routing = Routing.single(r.stable_version, current.shadow)
                 self._change(
                     s, p, proj, row, "canary.blocked", routing, {"rollout": r.id, "reason": refused}
                 )
@@ -427,10 +423,7 @@ class RolloutMixin:
                 status = "blocked"
             else:
                 self._end_rollout(s, r, "promoted", "manual" if manual else "every step passed")
-                shadow = (
-                    current.shadow if current.shadow and current.shadow.version != version else None
-                )
-                routing = Routing(Routing.single(version).variants, shadow, None, "single")
+                routing = Routing.single(version, current.shadow)
                 self._change(
                     s,
                     p,

@@ -9,8 +9,8 @@ the database sees a few rows per second whatever the request rate.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,8 @@ from mlplane.serving.tables import (
 if TYPE_CHECKING:
     from mlplane.projects.tables import ProjectRow
     from mlplane.serving.stats import WindowStats
+
+K = TypeVar("K", bound=Hashable)
 
 WORKER_ALIVE_MS = 15_000
 """A worker not seen for this long is listed as gone."""
@@ -94,7 +96,8 @@ class TrafficMixin:
             for w in windows
         ]
         with self._db.write() as s:
-            known = set(s.scalars(select(DeploymentRow.id)))
+            ids = {r["deployment_id"] for r in rows}
+            known = set(s.scalars(select(DeploymentRow.id).where(DeploymentRow.id.in_(ids))))
             rows = [r for r in rows if r["deployment_id"] in known]  # deleted meanwhile
             if rows:
                 s.execute(insert(StatsWindowRow), rows)
@@ -174,26 +177,44 @@ class TrafficMixin:
     def traffic_since(
         self, deployment_id: int, since: int, until: int, kind: str = "live"
     ) -> dict[int, WindowStats]:
-        """Every worker's windows that ended in (since, until], merged per version."""
+        """Every worker's windows of ``kind`` that ended in (since, until], merged per
+        version."""
+        return self._merged(deployment_id, since, until, lambda v, k, end: v, kind=kind)
+
+    def _merged(
+        self,
+        deployment_id: int,
+        since: int,
+        until: int,
+        key: Callable[[int, str, int], K],
+        *,
+        kind: str | None = None,
+    ) -> dict[K, WindowStats]:
+        """The windows that ended in (since, until], merged by ``key(version, kind, end)``."""
         from mlplane.serving.stats import WindowStats
 
+        stmt = select(
+            StatsWindowRow.version,
+            StatsWindowRow.kind,
+            StatsWindowRow.window_end,
+            StatsWindowRow.stats,
+        ).where(
+            StatsWindowRow.deployment_id == deployment_id,
+            StatsWindowRow.window_end > since,
+            StatsWindowRow.window_end <= until,
+        )
+        if kind is not None:
+            stmt = stmt.where(StatsWindowRow.kind == kind)
+        out: dict[K, WindowStats] = {}
         with self._db.read() as s:
-            rows = s.execute(
-                select(StatsWindowRow.version, StatsWindowRow.stats).where(
-                    StatsWindowRow.deployment_id == deployment_id,
-                    StatsWindowRow.kind == kind,
-                    StatsWindowRow.window_end > since,
-                    StatsWindowRow.window_end <= until,
-                )
-            )
-            out: dict[int, WindowStats] = {}
-            for version, raw in rows:
+            for version, kind_, end, raw in s.execute(stmt):
                 w = WindowStats.from_dict(json.loads(raw))
-                if version in out:
-                    out[version].merge(w)
+                k = key(version, kind_, end)
+                if k in out:
+                    out[k].merge(w)
                 else:
-                    out[version] = w
-            return out
+                    out[k] = w
+        return out
 
     def status(
         self,
@@ -222,11 +243,12 @@ class TrafficMixin:
                     workers.append(
                         {"worker": w.id, "pid": w.pid, "host": w.host, "seen_at": w.seen_at, **mine}
                     )
+        merged = self._merged(deployment.deployment_id, since, now, lambda v, k, end: (k, v))
+        order = {"live": 0, "shadow": 1}
         traffic = [
-            _traffic(v, kind, stats)
-            for kind in ("live", "shadow")
-            for v, stats in sorted(
-                self.traffic_since(deployment.deployment_id, since, now, kind).items()
+            _traffic(v, k, stats)
+            for (k, v), stats in sorted(
+                merged.items(), key=lambda item: (order.get(item[0][0], 2), item[0][1])
             )
         ]
         return DeploymentStatus(
@@ -245,7 +267,6 @@ class TrafficMixin:
         """Request rate, error rate and latency per version over time, in buckets: what the
         UI and reports chart. Each item: time (bucket start, ms), version, kind, requests,
         errors, error_rate, p50_ms, p99_ms, rps."""
-        from mlplane.serving.stats import WindowStats
 
         if bucket_s <= 0 or since_s <= 0:
             raise InvalidInput("since and bucket must be above 0 seconds")
@@ -254,22 +275,10 @@ class TrafficMixin:
         bucket = int(bucket_s * 1000)
         with self._guard.unit(write=False) as s:
             _, row = self._row(s, p, name, project, Permission.READ, "deployment.read")
-            rows = s.execute(
-                select(
-                    StatsWindowRow.version,
-                    StatsWindowRow.kind,
-                    StatsWindowRow.window_end,
-                    StatsWindowRow.stats,
-                ).where(StatsWindowRow.deployment_id == row.id, StatsWindowRow.window_end > since)
-            ).all()
-        merged: dict[tuple[int, int, str], WindowStats] = {}
-        for version, kind, end, raw in rows:
-            key = ((end // bucket) * bucket, version, kind)
-            w = WindowStats.from_dict(json.loads(raw))
-            if key in merged:
-                merged[key].merge(w)
-            else:
-                merged[key] = w
+            deployment_id = row.id
+        merged = self._merged(
+            deployment_id, since, now, lambda v, k, end: ((end // bucket) * bucket, v, k)
+        )
         return [
             {
                 "time": t,
@@ -386,52 +395,38 @@ class TrafficMixin:
                     "outputs": w.outputs.to_dict() if w else None,
                 }
             )
-        comparisons = []
+        comparisons: list[dict[str, Any]] = []
+
+        def compare(variant: int, metric: str, result: abstats.Comparison) -> None:
+            comparisons.append({"variant": variant, **result.to_dict(), "metric": metric})
+
         control = variants[0]
         wc = traffic.get(control)
         for v in variants[1:]:
             wv = traffic.get(v)
             if wc and wv and wc.requests and wv.requests:
-                comparisons.append(
-                    {
-                        "variant": v,
-                        **abstats.compare_proportions(
-                            wc.errors,
-                            wc.requests,
-                            wv.errors,
-                            wv.requests,
-                            alpha=alpha,
-                        ).to_dict(),
-                        "metric": "error_rate",
-                    }
+                compare(
+                    v,
+                    "error_rate",
+                    abstats.compare_proportions(
+                        wc.errors, wc.requests, wv.errors, wv.requests, alpha=alpha
+                    ),
                 )
             oc, ov = outcomes[control], outcomes[v]
             if oc.n >= 2 and ov.n >= 2:
-                comparisons.append(
-                    {
-                        "variant": v,
-                        **abstats.compare_means(
-                            oc.n,
-                            oc.mean,
-                            oc.variance,
-                            ov.n,
-                            ov.mean,
-                            ov.variance,
-                            alpha=alpha,
-                        ).to_dict(),
-                        "metric": "outcome",
-                    }
+                compare(
+                    v,
+                    "outcome",
+                    abstats.compare_means(
+                        oc.n, oc.mean, oc.variance, ov.n, ov.mean, ov.variance, alpha=alpha
+                    ),
                 )
             cc, cv = correct[control], correct[v]
             if cc[1] and cv[1]:
-                comparisons.append(
-                    {
-                        "variant": v,
-                        **abstats.compare_proportions(
-                            cc[0], cc[1], cv[0], cv[1], alpha=alpha
-                        ).to_dict(),
-                        "metric": "accuracy",
-                    }
+                compare(
+                    v,
+                    "accuracy",
+                    abstats.compare_proportions(cc[0], cc[1], cv[0], cv[1], alpha=alpha),
                 )
         return {
             "deployment": deployment.name,

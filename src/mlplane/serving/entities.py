@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -114,9 +115,18 @@ class Routing:
             mode=str(data.get("mode", "single")),
         )
 
+    def shadow_unless(self, live: Iterable[int]) -> Shadow | None:
+        """The shadow, unless it mirrors a version that is to answer live traffic."""
+        if self.shadow is None or self.shadow.version in set(live):
+            return None
+        return self.shadow
+
     @classmethod
-    def single(cls, version: int) -> Routing:
-        return cls(variants=(Variant(version, 100.0, "stable"),))
+    def single(cls, version: int, shadow: Shadow | None = None) -> Routing:
+        """All live traffic to ``version``, keeping ``shadow`` unless it is that version."""
+        if shadow is not None and shadow.version == version:
+            shadow = None
+        return cls(variants=(Variant(version, 100.0, "stable"),), shadow=shadow)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,22 +61,17 @@ class DeploymentService(RolloutMixin, TrafficMixin):
     def _project(
         self, s: Session, p: Principal, project: str, perm: Permission, action: str, res: str
     ) -> ProjectRow:
-        row = (
-            project_rows.get_or_create(s, project)
-            if perm is not Permission.READ
-            else project_rows.find(s, project)
-        )
-        self._guard.require(
+        return project_rows.guarded(
+            s,
+            self._guard,
             p,
+            project,
             perm,
-            project=project,
-            project_id=row.id if row else None,
             action=action,
             resource=res,
+            create=perm is not Permission.READ,
+            holds="deployments",
         )
-        if row is None:
-            raise NotFound(f"project {project!r} has no deployments")
-        return row
 
     def _row(
         self, s: Session, p: Principal, name: str, project: str, perm: Permission, action: str
@@ -111,6 +106,12 @@ class DeploymentService(RolloutMixin, TrafficMixin):
             )
         version = self._registry.get_version(p, ref, project=project)
         return int(version.version), selector
+
+    def _model_of(self, p: Principal, name: str, project: str) -> str:
+        """The registered model a deployment serves (read before resolving a version of it
+        in the registry, outside the write that changes the deployment)."""
+        with self._guard.unit(write=False) as s:
+            return self._row(s, p, name, project, Permission.READ, "deployment.read")[1].model_name
 
     def _change(
         self,
@@ -334,9 +335,7 @@ class DeploymentService(RolloutMixin, TrafficMixin):
         stops mirroring."""
         if not 0 <= percent <= 100:
             raise InvalidInput("the shadow percent must be between 0 and 100")
-        with self._guard.unit(write=False) as s:
-            _, row = self._row(s, p, name, project, Permission.READ, "deployment.read")
-            model = row.model_name
+        model = self._model_of(p, name, project)
         version = None
         if model_ref and percent > 0:
             version, _ = self._version(p, model, model_ref, project)
@@ -378,9 +377,7 @@ class DeploymentService(RolloutMixin, TrafficMixin):
             raise InvalidInput("an A/B experiment needs at least two variants, e.g. m@3:50,m@4:50")
         if sticky_header is not None and not sticky_header.strip():
             raise InvalidInput("the sticky header name is empty")
-        with self._guard.unit(write=False) as s:
-            _, row = self._row(s, p, name, project, Permission.READ, "deployment.read")
-            model = row.model_name
+        model = self._model_of(p, name, project)
         resolved = [(self._version(p, model, ref, project)[0], float(w)) for ref, w in variants]
         routing_variants = tuple(
             Variant(v, w, "stable" if i == 0 else "variant") for i, (v, w) in enumerate(resolved)
@@ -389,11 +386,11 @@ class DeploymentService(RolloutMixin, TrafficMixin):
             proj, row = self._row(s, p, name, project, Permission.WRITE, "deployment.ab")
             self._no_rollout(s, row, "start an A/B experiment")
             current = Routing.from_dict(json.loads(row.routing))
-            shadow = current.shadow
-            if shadow is not None and shadow.version in {v for v, _ in resolved}:
-                shadow = None
             routing = Routing(
-                routing_variants, shadow, sticky_header.strip() if sticky_header else None, "ab"
+                routing_variants,
+                current.shadow_unless(v for v, _ in resolved),
+                sticky_header.strip() if sticky_header else None,
+                "ab",
             )
             self._change(
                 s,
@@ -416,18 +413,13 @@ class DeploymentService(RolloutMixin, TrafficMixin):
         project: str = projects.DEFAULT_PROJECT,
     ) -> Deployment:
         """Send all live traffic to ``model_ref`` (ending an A/B experiment)."""
-        with self._guard.unit(write=False) as s:
-            _, row = self._row(s, p, name, project, Permission.READ, "deployment.read")
-            model = row.model_name
+        model = self._model_of(p, name, project)
         version, _ = self._version(p, model, model_ref, project)
         with self._guard.unit(write=True) as s:
             proj, row = self._row(s, p, name, project, Permission.WRITE, "deployment.route")
             self._no_rollout(s, row, "change the split")
             current = Routing.from_dict(json.loads(row.routing))
-            shadow = (
-                current.shadow if current.shadow and current.shadow.version != version else None
-            )
-            routing = Routing((Variant(version, 100.0, "stable"),), shadow, None, "single")
+            routing = Routing.single(version, current.shadow)
             self._change(
                 s, p, proj, row, "route", routing, {"model": model_ref, "version": version}
             )
@@ -445,8 +437,7 @@ class DeploymentService(RolloutMixin, TrafficMixin):
             current = Routing.from_dict(json.loads(row.routing))
             if running is not None:
                 self._end_rollout(s, running, "rolled_back", f"rolled back by {p.name}")
-                routing = Routing.single(running.stable_version)
-                routing = Routing(routing.variants, current.shadow, None, "single")
+                routing = Routing.single(running.stable_version, current.shadow)
                 details = {"rollout": running.id, "to": running.stable_version}
             else:
                 events = list(

@@ -40,7 +40,6 @@ Modules: this one checks the options (:func:`prepare`) and runs (:func:`serve`);
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 from mlplane.config import Settings, load_settings
 from mlplane.errors import InvalidInput
 from mlplane.security.network import is_loopback
+from mlplane.security.tls import check_pair
 from mlplane.serving._supervise import SYSTEM, Supervisor
 from mlplane.serving._workers import log_to_stderr, reserve
 
@@ -63,34 +63,8 @@ LOOPBACK_ONLY = (
 )
 
 
-def check_tls(cert: Path | str | None, key: Path | str | None) -> tuple[str, str] | None:
-    """The certificate and key to serve HTTPS with, checked to load as a pair; None for
-    plain HTTP. The checks and messages of ``mlplane server``.
-
-    Raises:
-        InvalidInput: One without the other, an unreadable file, or not a matching pair.
-    """
-    if cert is None and key is None:
-        return None
-    if cert is None or key is None:
-        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
-        raise InvalidInput(f"{given} needs {missing} too (MLPLANE_TLS_CERT, MLPLANE_TLS_KEY)")
-    for what, path in (("certificate", Path(cert)), ("key", Path(key))):
-        try:
-            path.read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
-    try:
-        # No passphrase: an encrypted key fails here rather than prompting in every worker.
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-            cert, key, password=lambda: b""
-        )
-    except ssl.SSLError as exc:
-        raise InvalidInput(
-            f"the TLS certificate {cert} and key {key} do not load as a pair (PEM, an "
-            f"unencrypted key matching the certificate): {exc.reason or exc}"
-        ) from None
-    return str(cert), str(key)
+check_tls = check_pair
+"""The certificate and key to serve HTTPS with: the checks and messages of ``mlplane server``."""
 
 
 @dataclass(frozen=True)
