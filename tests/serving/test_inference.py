@@ -37,6 +37,7 @@ class Running:
     svc: Services
     x: pd.DataFrame
     models: list[object]
+    server: uvicorn.Server
 
 
 def _serve(svc: Services, auth: str) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -79,7 +80,7 @@ def _store(home: Path) -> tuple[Services, pd.DataFrame, list[object]]:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     svc, x, models = _store(tmp_path_factory.mktemp("inference"))
     server, thread, url = _serve(svc, "none")
-    yield Running(url, svc, x, models)
+    yield Running(url, svc, x, models, server)
     server.should_exit = True
     thread.join(30)
     svc.close()
@@ -277,10 +278,17 @@ def test_shadow_feedback_windows_and_batching(running: Running) -> None:
 
 def test_scale_to_zero_and_cold_start(running: Running) -> None:
     svc, x = running.svc, running.x[:2]
-    svc.deployments.create(
+    d = svc.deployments.create(
         ME, "idle", "m@1", config={"min_replicas": 0, "scale_to_zero_after_s": 1}
     )
-    time.sleep(3.0)  # loaded at the poll, then unloaded when idle
+    host = running.server.config.app.state.host
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # loaded at the poll, then unloaded when idle
+        hosted = host.hosted.get(d.deployment_id)
+        if hosted is not None and d.deployment_id in host.generations and hosted.served is None:
+            break
+        time.sleep(0.05)
+    assert hosted is not None and hosted.served is None and hosted.cold_starts == 0
     with httpx.Client(base_url=running.url, timeout=60) as http:
         r = http.post("/api/v1/deployments/idle/predict", json=_split(x))
         assert r.status_code == 200, r.text

@@ -138,14 +138,23 @@ def http(running: Running) -> Iterator[httpx.Client]:
         yield c
 
 
-def deploy(store: Store, running: Running, ref: str = "m@1", **config: Any) -> str:
-    """A fresh deployment for one test, served once the worker has picked it up."""
+def deploy(
+    store: Store, running: Running, ref: str = "m@1", *, served: bool = True, **config: Any
+) -> str:
+    """A fresh deployment for one test, once the worker has loaded it (and, with
+    ``served=False``, once it has also unloaded it again: a deployment that scales to zero
+    may do so before a poll sees it loaded)."""
     name = f"d-{uuid.uuid4().hex[:8]}"
-    store.svc.deployments.create(ME, name, ref, config=config or None)
+    d = store.svc.deployments.create(ME, name, ref, config=config or None)
     host = running.app.state.host
-    assert wait_for(
-        lambda: any(h.deployment.name == name and h.served for h in host.hosted.values()), 10
-    ), f"{name} was not loaded"
+
+    def ready() -> bool:
+        hosted = host.hosted.get(d.deployment_id)
+        if hosted is None or d.deployment_id not in host.generations:
+            return False  # the first load has not finished
+        return (hosted.served is not None) == served
+
+    assert wait_for(ready, 20), f"{name} was not {'loaded' if served else 'unloaded'}"
     return name
 
 

@@ -201,9 +201,9 @@ def test_feedback_lands_with_the_version_and_prediction(
 def test_scale_to_zero_unloads_and_a_request_cold_starts(
     store: Store, running: Running, http: httpx.Client
 ) -> None:
-    name = deploy(store, running, min_replicas=0, scale_to_zero_after_s=0.5)
+    name = deploy(store, running, served=False, min_replicas=0, scale_to_zero_after_s=0.5)
     hosted = running.app.state.host.find(name)
-    assert wait_for(lambda: hosted.served is None, 5)  # idle: unloaded
+    assert hosted.served is None and hosted.cold_starts == 0  # loaded once, idle: unloaded
     assert http.get(f"/v2/models/{name}/ready").json() == {
         "name": name,
         "ready": True,

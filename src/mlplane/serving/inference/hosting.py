@@ -241,6 +241,8 @@ class Host:
                 self._retry_at[d.deployment_id] = time.monotonic() + RETRY_S
                 log.exception("deployment %s: loading failed", d.name)
                 raise
+            if hosted.served is None:
+                hosted.last_request = time.monotonic()  # idle counts from when it can answer
             hosted.served = Served(d, versions)  # the swap: one assignment
             hosted.error = None
             self.generations[d.deployment_id] = d.generation
