@@ -84,6 +84,13 @@ class Services:
         services.data.chunk_users = services.registry.chunk_users = services.chunk_users
         return services
 
+    def readable_projects(self, p: Principal) -> list[str]:
+        """The projects ``p`` may read, for pickers in the UI and CLI."""
+        from mlplane.projects.service import readable
+
+        with self.db.read() as s:
+            return readable(s, p)
+
     def chunk_users(self, session: Any) -> set[str]:
         """Every chunk a dataset or model version or a captured payload file lists: what
         shredding must spare and garbage collection must keep."""

@@ -427,8 +427,17 @@ def _verdict(
     status = resp.status_code
     if status >= 500:
         return f"server error {status}"
+    ui = template == "/" or template.startswith("/ui/")
+    if level == Access.OPEN and ui:
+        # ``/`` redirects to the UI; the login form refuses a post from no page of ours.
+        return None if status in (200, 303, 307, 403) else f"open UI route answered {status}"
     if level == Access.OPEN:
         return None if status == 200 else f"open route answered {status}"
+    if caller in UNAUTHENTICATED and ui and method == "GET":
+        # A browser asking for a page is sent to the login page, and back after it.
+        location = resp.headers.get("location", "")
+        ok = status == 303 and location.startswith("/ui/login?next=")
+        return None if ok else f"expected 303 to the login page, got {status} {location}"
     if level == Access.CAPABILITY:
         # A made-up upload id, whoever sends it: refused as unknown, never taken.
         return None if status == 404 else f"capability route with a random id answered {status}"

@@ -65,3 +65,11 @@ def to_entity(row: ProjectRow) -> Project:
     return Project(
         project_id=row.id, name=row.name, description=row.description, created_at=row.created_at
     )
+
+
+def readable(session: Session, p: Principal) -> list[str]:
+    """The names of the projects ``p`` may read, sorted (a role on ``*`` reads them all)."""
+    from mlplane.security import Permission, allowed
+
+    names = session.scalars(select(ProjectRow.name).order_by(ProjectRow.name))
+    return [n for n in names if allowed(p, Permission.READ, n)]

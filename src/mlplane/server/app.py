@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(models.router)
     app.include_router(deployments.router)
     mlflow_api.install(app)
+    from mlplane.ui import install as install_ui
+
+    install_ui(app)
 
     @app.get("/healthz", tags=["health"], openapi_extra=requires("open"))
     def healthz() -> dict[str, str]:

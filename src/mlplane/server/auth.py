@@ -29,7 +29,18 @@ from mlplane.server.errors import domain_response
 SCOPE_KEY = "mlplane.principal"
 """Where the authenticated principal travels in the ASGI scope (read by ``deps.principal``)."""
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/health", "/version"})
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/health", "/version"})
+"""No token: probes, scrapers, and ``/``, which only redirects to the UI."""
+UI_PREFIX = "/ui/"
+UI_OPEN = ("/ui/static/", "/ui/login")
+"""The UI's stylesheets, scripts and login page: what a browser needs before it has a token."""
+UI_API = "/ui/api/"
+COOKIE = "mlplane_token"
+"""The UI's session: the API token itself, in an HttpOnly, SameSite=Strict cookie scoped to
+``/ui`` (so revoking the token ends the session at once). API routes never read it: a
+cookie is sent by the browser on its own, and only UI forms carry the CSRF check."""
+VIA_KEY = "mlplane.credential"
+"""How the caller authenticated: ``header``, ``cookie`` or ``none`` (auth = none)."""
 CAPABILITY_PUTS = ("/api/2.0/mlflow-artifacts/mpu/parts/",)
 """Part uploads of a multipart upload: MLflow clients send them to the URLs the (token-
 checked) create call handed out, without credentials, as to presigned URLs. The random
@@ -73,31 +84,75 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or _capability(scope):
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        ui = path.startswith(UI_PREFIX)
+        if ui and path.startswith(UI_OPEN):
+            await self.app(scope, receive, send)
+            return
         client = scope.get("client")
         source = client[0] if client else "unknown"
         try:
-            scope[SCOPE_KEY] = await self._principal(scope, source)
+            scope[SCOPE_KEY] = await self._principal(scope, source, ui=ui)
         except errors.MlplaneError as exc:
-            await _refusal(scope["path"], exc)(scope, receive, send)
+            if ui and isinstance(exc, errors.Unauthenticated) and _page_view(scope):
+                await _to_login(scope, exc)(scope, receive, send)
+            else:
+                await _refusal(path, exc)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    async def _principal(self, scope: Scope, source: str) -> Principal:
+    async def _principal(self, scope: Scope, source: str, *, ui: bool) -> Principal:
         if self.mode == "none":
             if not is_loopback(source):
                 raise errors.PermissionDenied(
                     "this server runs without authentication (auth = none) and answers "
                     "loopback clients only"
                 )
+            scope[VIA_KEY] = "none"
             return Principal(name="anonymous", is_platform_admin=True, source=source)
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         secret = credential(header.decode("latin-1")) if header is not None else None
+        scope[VIA_KEY] = "header"
+        if secret is None and ui:
+            secret = cookie_token(scope)
+            scope[VIA_KEY] = "cookie"
         if secret is None:
             raise errors.Unauthenticated(
                 "authentication required: send an API token as 'Authorization: Bearer "
                 "<token>' (MLPLANE_TOKEN, MLFLOW_TRACKING_TOKEN) or as the HTTP Basic password"
             )
+        scope["mlplane.secret"] = secret
         return await run_in_threadpool(self.identities.authenticate, secret, source=source)
+
+
+def cookie_token(scope: Scope) -> str | None:
+    """The UI session's token, from the ``Cookie`` header."""
+    for key, value in scope["headers"]:
+        if key != b"cookie":
+            continue
+        for part in value.decode("latin-1").split(";"):
+            name, _, token = part.strip().partition("=")
+            if name == COOKIE and token:
+                return token
+    return None
+
+
+def _page_view(scope: Scope) -> bool:
+    """A browser asking for a page (not the UI's JSON, not a form post)."""
+    return scope["method"] in ("GET", "HEAD") and not scope["path"].startswith(UI_API)
+
+
+def _to_login(scope: Scope, exc: errors.MlplaneError) -> Response:
+    """To the login page, back here after it; a stale session cookie is dropped."""
+    from urllib.parse import quote
+
+    target = scope["path"] + (
+        ("?" + scope["query_string"].decode()) if scope["query_string"] else ""
+    )
+    response = Response(status_code=303, headers={"Location": "/ui/login?next=" + quote(target)})
+    if cookie_token(scope) is not None:
+        response.delete_cookie(COOKIE, path="/ui")
+    return response
 
 
 def _refusal(path: str, exc: errors.MlplaneError) -> Response:

@@ -71,18 +71,25 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.MlplaneError)
     async def _domain(request: Request, exc: errors.MlplaneError) -> Response:
+        if _ui_page(request):
+            return _ui_error(request, status_for(exc), exc.message)
         return domain_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         parts = []
         for err in exc.errors()[:10]:
             loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-        return problem(422, "InvalidInput", "; ".join(parts) or "invalid request", "INVALID_INPUT")
+        detail = "; ".join(parts) or "invalid request"
+        if _ui_page(request):
+            return _ui_error(request, 400, detail)
+        return problem(422, "InvalidInput", detail, "INVALID_INPUT")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _ui_page(request):
+            return _ui_error(request, exc.status_code, str(exc.detail))
         if request.url.path.startswith(MLFLOW_PATHS):
             # Stock MLflow clients read only MLflow's error body (ENDPOINT_NOT_FOUND here).
             from mlplane.server.mlflow_api._wire import error_for
@@ -94,9 +101,23 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, "HTTPError", str(exc.detail), code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         # No stack traces or internal paths in responses.
         import logging
 
         logging.getLogger("mlplane.server").exception("unhandled error")
+        if _ui_page(request):
+            return _ui_error(request, 500, "internal server error")
         return problem(500, "InternalError", "internal server error", "INTERNAL_ERROR")
+
+
+def _ui_page(request: Request) -> bool:
+    """A page of the UI (not its JSON), whose errors are pages too."""
+    path = request.url.path
+    return path.startswith("/ui/") and not path.startswith(("/ui/api/", "/ui/static/"))
+
+
+def _ui_error(request: Request, status: int, message: str) -> Response:
+    from mlplane.ui.render import error_page
+
+    return error_page(request, status, message)
