@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlplane.ui.pages import home
+from mlplane.ui.pages import audit, compare, datasets, deployments, experiments, home, models
 
-PAGES = [home]
+PAGES = [home, experiments, compare, datasets, models, deployments, audit]
 """Included by :func:`mlplane.ui.app.install`, in this order."""

@@ -1,0 +1,7 @@
+"""The models pages of the UI."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
