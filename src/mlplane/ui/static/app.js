@@ -15,10 +15,16 @@
  *    "log": false, "smooth": 0, "controls": true, "y_label": "",
  *    "series": [{"label": "run-1", "step": [...], "time": [...], "y": [...]}]}
  *   {"kind": "scatter", "x_label": "lr", "y_label": "acc", "log_x": false,
+ *    "x_labels": ["adam", "sgd"], "y_labels": [...],   (optional: categories, plotted at
+ *                                                       their index, ticks show the names)
  *    "series": [{"label": "runs", "x": [...], "y": [...], "names": [...]}]}
  *   {"kind": "bars", "labels": ["0-1", ...] or "x": [...], "series": [{"label": "count", "y": [...]}]}
  *   {"kind": "time", "series": [{"label": "req/s", "time": [ms...], "y": [...]}], "y_label": ""}
- * A drawn chart's element gets data-rendered="1" and data-series='["run-1", ...]'.
+ * Any series may carry "color": N, the palette index to draw it in (default: its position),
+ * so a chart missing some series keeps each one's colour (e.g. a run's colour across charts).
+ * With more than 12 series the legend is left out. Extra fields in a spec are ignored.
+ * A drawn chart's element gets data-rendered="1" and data-series='["run-1", ...]';
+ * window.MLP.chart(el, spec) draws one chart later (data fetched by a page's own script).
  */
 (function () {
   "use strict";
@@ -29,6 +35,23 @@
   function color(i) {
     if (i < PALETTE.length) return PALETTE[i];
     return "hsl(" + ((i * 137.508) % 360).toFixed(0) + ", 62%, 45%)";
+  }
+
+  /* A palette colour made translucent: hex gets an alpha byte, hsl() becomes hsla(). */
+  function alpha(c, hex) {
+    if (c.charAt(0) === "#") return c + hex;
+    return c.replace("hsl(", "hsla(").replace(")", ", " + (parseInt(hex, 16) / 255).toFixed(2) + ")");
+  }
+
+  function seriesColor(s, i) {
+    return color(s.color != null ? +s.color : i);
+  }
+
+  /* Axis ticks that show category names at integer positions. */
+  function categoryTicks(labels) {
+    return function (_, ticks) {
+      return ticks.map(function (t) { return Number.isInteger(t) && labels[t] != null ? labels[t] : ""; });
+    };
   }
 
   function data(id) {
@@ -113,7 +136,7 @@
         axes: [{ label: state.x === "step" ? "step" : (state.x === "relative" ? "seconds" : "") },
           { label: spec.y_label || "", size: 60 }],
         series: [{}].concat(spec.series.map(function (s, i) {
-          return { label: s.label, stroke: color(i), width: 1.5, spanGaps: true, points: { show: false } };
+          return { label: s.label, stroke: seriesColor(s, i), width: 1.5, spanGaps: true, points: { show: false } };
         })),
       };
       if (chart) chart.destroy();
@@ -125,19 +148,55 @@
     return { redraw: draw };
   }
 
+  /* uPlot draws no markers in mode 2 on its own: each series paints its points here. */
+  function drawPoints(u, seriesIdx) {
+    const size = 8 * (window.devicePixelRatio || 1);
+    uPlot.orient(u, seriesIdx, function (series, dataX, dataY, scaleX, scaleY, valToPosX, valToPosY,
+      xOff, yOff, xDim, yDim, moveTo, lineTo, rect, arc) {
+      const d = u.data[seriesIdx];
+      const p = new Path2D();
+      for (let i = 0; i < d[0].length; i++) {
+        const x = d[0][i], y = d[1][i];
+        if (x == null || y == null || x < scaleX.min || x > scaleX.max || y < scaleY.min || y > scaleY.max) continue;
+        const cx = valToPosX(x, scaleX, xDim, xOff), cy = valToPosY(y, scaleY, yDim, yOff);
+        p.moveTo(cx + size / 2, cy);
+        arc(p, cx, cy, size / 2, 0, 2 * Math.PI);
+      }
+      u.ctx.fillStyle = series._fill;
+      u.ctx.strokeStyle = series._stroke;
+      u.ctx.lineWidth = 1;
+      u.ctx.fill(p);
+      u.ctx.stroke(p);
+    });
+    return null;
+  }
+
+  /* A category axis spans its categories with half a step either side. */
+  function categoryRange(labels) {
+    return function () { return [-0.5, Math.max(0, labels.length - 1) + 0.5]; };
+  }
+
   function scatter(el, spec) {
     const tables = spec.series.map(function (s) { return [s.x, s.y]; });
+    const xAxis = { label: spec.x_label || "" };
+    const yAxis = { label: spec.y_label || "", size: 60 };
+    if (spec.x_labels) { xAxis.values = categoryTicks(spec.x_labels); xAxis.incrs = [1]; }
+    if (spec.y_labels) { yAxis.values = categoryTicks(spec.y_labels); yAxis.incrs = [1]; yAxis.size = 90; }
     const opts = {
       mode: 2,
       width: width(el),
       height: spec.height || 300,
       title: spec.title || "",
-      scales: { x: { time: false, distr: spec.log_x ? 3 : 1 }, y: {} },
-      axes: [{ label: spec.x_label || "" }, { label: spec.y_label || "", size: 60 }],
-      legend: { live: false },
+      scales: {
+        x: spec.x_labels ? { time: false, range: categoryRange(spec.x_labels) } : { time: false, distr: spec.log_x ? 3 : 1 },
+        y: spec.y_labels ? { range: categoryRange(spec.y_labels) } : {},
+      },
+      axes: [xAxis, yAxis],
+      legend: { show: spec.series.length <= 12, live: false },
       series: [{}].concat(spec.series.map(function (s, i) {
-        return { label: s.label, stroke: color(i), fill: color(i) + "55",
-          paths: function () { return null; }, points: { show: true, size: 8, space: 0 } };
+        const c = seriesColor(s, i);
+        return { label: s.label, stroke: c, fill: alpha(c, "55"),
+          _fill: alpha(c, "aa"), _stroke: c, paths: drawPoints, points: { show: false } };
       })),
     };
     const chart = new uPlot(opts, [null].concat(tables), el);
@@ -158,7 +217,8 @@
         { size: 50 },
       ],
       series: [{}].concat(spec.series.map(function (s, i) {
-        return { label: s.label, stroke: color(i), fill: color(i) + "99",
+        const c = seriesColor(s, i);
+        return { label: s.label, stroke: c, fill: alpha(c, "99"),
           paths: uPlot.paths.bars({ size: [0.9, 60] }), points: { show: false } };
       })),
     };
@@ -176,7 +236,7 @@
       scales: { x: { time: true } },
       axes: [{}, { label: spec.y_label || "", size: 60 }],
       series: [{}].concat(spec.series.map(function (s, i) {
-        return { label: s.label, stroke: color(i), width: 1.5, spanGaps: false, points: { show: false } };
+        return { label: s.label, stroke: seriesColor(s, i), width: 1.5, spanGaps: false, points: { show: false } };
       })),
     };
     const chart = new uPlot(opts, aligned, el);
