@@ -80,6 +80,17 @@ def test_a_viewer_of_another_project_is_refused(
     assert _get(http, outsider, "/ui/datasets").status_code == 403
 
 
+def test_the_diff_of_a_dataset_with_one_version_compares_it_with_itself(
+    http: httpx.Client, seeded: Seeded, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    src = tmp_path_factory.mktemp("one-version") / "t.csv"
+    src.write_text("a,b\n1,x\n2,y\n")
+    seeded.svc.data.add(ROOT, "single", src, project="ui-data-http")
+    resp = _get(http, seeded.tokens["admin"], "/ui/datasets/single/diff", project="ui-data-http")
+    assert resp.status_code == 200
+    assert 'id="identical"' in resp.text and "single@1" in resp.text
+
+
 @pytest.mark.parametrize(
     ("a", "b"), [("abc", "2"), ("1", "two"), ("0", "2"), ("-1", "2"), ("1", "2.5")]
 )

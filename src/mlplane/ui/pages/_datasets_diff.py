@@ -12,7 +12,7 @@ import numpy as np
 from mlplane.datasets.diff import TableDiff, VersionDiff, diff_versions
 from mlplane.datasets.entities import DatasetVersion
 from mlplane.datasets.profile_data import ColumnProfile
-from mlplane.ui.pages._datasets_view import _bin_label, is_numeric, raw_pii
+from mlplane.ui.pages._datasets_view import bin_labels, is_numeric, raw_pii
 
 BINS = 20
 
@@ -113,7 +113,7 @@ def overlay(
     ea, eb = a.histogram["edges"], b.histogram["edges"]
     lo, hi = min(ea[0], eb[0]), max(ea[-1], eb[-1])
     dst = np.linspace(lo, hi, BINS + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
-    labels = [_bin_label(float(dst[i]), float(dst[i + 1])) for i in range(len(dst) - 1)]
+    labels = bin_labels([float(x) for x in dst])
     return {
         "kind": "bars",
         "title": f"{column}: rows per bin",

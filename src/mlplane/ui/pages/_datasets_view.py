@@ -4,6 +4,8 @@ costs the same few lookups as a small one."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,8 @@ HIDDEN = "•••• (PII, hidden)"
 """What the page shows in place of a value of a column with unhandled PII."""
 TRANSFORMED = frozenset({"mask", "hash", "drop"})
 """Actions after which the stored values (and so the profile's) no longer hold the PII."""
+LABEL = 18
+"""Characters of a value under a bar (the rest elided): the bars share a card's width."""
 PII_LIST_FILES = 200
 """The list page reads file reports (for its PII badge) only of versions with at most this
 many files: the report lives on the file rows, and a version can list 100,000 of them."""
@@ -60,38 +64,44 @@ def is_numeric(c: ColumnProfile) -> bool:
     return c.mean is not None
 
 
-def _bin_label(lo: float, hi: float) -> str:
-    return f"{_short(lo)}\u2013{_short(hi)}"  # an en dash: "-" would read as a minus sign
+def bin_labels(edges: list[float]) -> list[str]:
+    """``lo to hi`` per bin, with as many decimals as the bin width needs and no more: the
+    labels must fit under bars a chart's width shares among twenty bins."""
+    if len(edges) < 2:
+        return []
+    width = (edges[-1] - edges[0]) / (len(edges) - 1)
+    decimals = max(0, 1 - math.floor(math.log10(width))) if width > 0 else 0
+
+    def text(x: float) -> str:
+        out = f"{x:.{decimals}f}"
+        return out.rstrip("0").rstrip(".") if "." in out else out
+
+    # An en dash: "-" between two numbers would read as a minus sign.
+    return [f"{text(lo)}\u2013{text(hi)}" for lo, hi in itertools.pairwise(edges)]
 
 
-def _short(x: float) -> str:
-    if float(x).is_integer() and abs(x) < 1e9:
-        return str(int(x))
-    return f"{x:.3g}"
-
-
-def histogram_spec(c: ColumnProfile, title: str) -> dict[str, Any] | None:
+def histogram_spec(c: ColumnProfile) -> dict[str, Any] | None:
     """A bars chart of the profile's stored histogram (bin ranges as labels)."""
     h = c.histogram
     if not h or not h.get("counts"):
         return None
     edges, counts = h["edges"], h["counts"]
-    labels = [_bin_label(edges[i], edges[i + 1]) for i in range(len(counts))]
+    labels = bin_labels(edges)[: len(counts)]
     return {
         "kind": "bars",
-        "title": title,
         "labels": labels,
         "series": [{"label": "rows", "y": counts}],
     }
 
 
-def top_spec(c: ColumnProfile, title: str) -> dict[str, Any] | None:
-    if not c.top:
+def top_spec(c: ColumnProfile) -> dict[str, Any] | None:
+    """A bars chart of the most frequent values; none when no value repeats (ids, hashed
+    tokens): twenty bars of one row each say nothing."""
+    if not c.top or max(n for _, n in c.top) <= 1:
         return None
     return {
         "kind": "bars",
-        "title": title,
-        "labels": [v for v, _ in c.top],
+        "labels": [v if len(v) <= LABEL else v[: LABEL - 1] + "\u2026" for v, _ in c.top],
         "series": [{"label": "rows", "y": [n for _, n in c.top]}],
     }
 
@@ -141,9 +151,9 @@ def table_views(v: DatasetVersion) -> list[TableView]:
                 chart_id=f"chart-{fi}-{ci}",
             )
             if numeric and not pii:
-                col.chart = histogram_spec(c, c.name)
+                col.chart = histogram_spec(c)
             elif not pii:
-                col.chart = top_spec(c, f"{c.name}: top values")
+                col.chart = top_spec(c)
             view.columns.append(col)
         out.append(view)
     return out
