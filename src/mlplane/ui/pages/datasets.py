@@ -125,7 +125,6 @@ def _show(request: Request, name: str, project: str, version: str | None) -> HTM
         quality=view.quality_badge(v),
         lineage=lineage,
         models=_models_from(svc, me, lineage.runs, project),
-        derivation=getattr(v, "derivation", None),
     )
 
 
