@@ -16,7 +16,8 @@ from typing import Any
 from mlplane.errors import InvalidInput, NotFound
 from mlplane.security import Principal
 from mlplane.services import Services
-from mlplane.tracking.entities import TAG_PREFIX_SYSTEM, Metric, Run
+from mlplane.tracking import validation
+from mlplane.tracking.entities import TAG_PREFIX_SYSTEM, Metric, Run, ViewType
 
 MIN_RUNS = 2
 MAX_RUNS = 100
@@ -40,18 +41,39 @@ def parse_runs(value: str | None) -> list[str]:
             f"compare takes at most {MAX_RUNS} runs at once (got {len(ids)}): "
             f"remove {len(ids) - MAX_RUNS} from ?runs="
         )
+    for rid in ids:
+        validation.run_id(rid)
     return ids
 
 
 def load_runs(svc: Services, me: Principal, ids: Sequence[str]) -> list[Run]:
-    """The runs, each read through the service (which checks the caller may read it)."""
-    runs = []
+    """The runs, in the order asked for, each read through the service (which checks the
+    caller may read its experiment's project).
+
+    One ``get_run`` finds a run's experiment, then one search fetches every asked-for run
+    of that experiment: a sweep of a hundred runs is two queries, not a hundred."""
+    found: dict[str, Run] = {}
     for rid in ids:
+        if rid in found:
+            continue
         try:
-            runs.append(svc.tracking.get_run(me, rid))
+            run = svc.tracking.get_run(me, rid)
         except NotFound as exc:
             raise NotFound(f"{exc.message}: remove {rid} from ?runs=") from exc
-    return runs
+        found[rid] = run
+        wanted = [i for i in ids if i not in found]
+        if not wanted:
+            break
+        quoted = ", ".join(f"'{i}'" for i in wanted)  # ids are checked hex: nothing to escape
+        page = svc.tracking.search_runs(
+            me,
+            [run.info.experiment_id],
+            filter_string=f"attributes.run_id IN ({quoted})",
+            view_type=ViewType.ALL,
+            max_results=len(wanted),
+        )
+        found.update((r.info.run_id, r) for r in page.runs)
+    return [found[rid] for rid in ids]
 
 
 def labels(runs: Sequence[Run]) -> list[str]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlplane.errors import InvalidInput
@@ -42,18 +43,22 @@ async def compare(
 @router.get("/api/compare/metrics", openapi_extra=requires("authenticated"))
 async def compare_metrics(
     request: Request, runs: str | None = None, key: str | None = None
-) -> JSONResponse:
+) -> Response:
     return await run_in_threadpool(_metrics, request, runs, key)
 
 
-def _metrics(request: Request, runs: str | None, key: str | None) -> JSONResponse:
+def _metrics(request: Request, runs: str | None, key: str | None) -> Response:
     svc, me = render.services(request), render.principal(request)
     loaded = data.load_runs(svc, me, data.parse_runs(runs))
     if not key:
         raise InvalidInput("name the metric to plot: ?key=<metric key>")
     spec = data.curves_spec(svc, me, loaded, data.labels(loaded), key)
-    # The page is private to the caller, like the pages themselves.
-    return JSONResponse(spec, headers={"Cache-Control": "private, no-store"})
+    # orjson: a hundred curves of a thousand points are megabytes, ten times faster so.
+    return Response(
+        orjson.dumps(spec),
+        media_type="application/json",
+        headers={"Cache-Control": "private, no-store"},  # the caller's own, like the pages
+    )
 
 
 def _compare(

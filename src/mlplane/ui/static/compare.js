@@ -2,8 +2,8 @@
  *
  * Curves are not in the page (a hundred runs of long histories would be megabytes of JSON
  * to parse before anything shows): each <div class="chart" data-metric="KEY"> asks
- * /ui/api/compare/metrics?runs=...&key=KEY for its "lines" spec when it comes into view
- * (charts behind "more" when it is opened), a few at a time, and app.js draws it. The
+ * /ui/api/compare/metrics?runs=...&key=KEY for its "lines" spec, a few at a time (those
+ * behind "more" once they come into view), and app.js draws it. The
  * note under a chart (data-note-for="KEY") says when curves were downsampled.
  *
  * <div id="parallel"> draws #compare-parallel ({"axes": [{"label", "values", "categories",
@@ -81,14 +81,19 @@
       next();
     }
 
-    const els = document.querySelectorAll(".chart[data-metric]");
-    if (!("IntersectionObserver" in window)) { els.forEach(want); return; }
+    // The first charts load at once (they are what the page is for); those behind "more"
+    // when they come into view, i.e. once it is opened.
+    const later = document.querySelectorAll(".more-charts .chart[data-metric]");
+    document.querySelectorAll(".chart[data-metric]").forEach(function (el) {
+      if (!el.closest(".more-charts")) want(el);
+    });
+    if (!("IntersectionObserver" in window)) { later.forEach(want); return; }
     const seen = new IntersectionObserver(function (entries) {
       entries.forEach(function (e) {
         if (e.isIntersecting) { seen.unobserve(e.target); want(e.target); }
       });
     }, { rootMargin: "200px" });
-    els.forEach(function (el) { seen.observe(el); });
+    later.forEach(function (el) { seen.observe(el); });
   }
 
   /* -- parallel coordinates ------------------------------------------------------------ */
