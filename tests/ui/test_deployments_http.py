@@ -1,0 +1,195 @@
+"""The deployment and audit routes over plain HTTP: who may call each, the CSRF check of
+the forms, errors as pages, and the timeline's JSON."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from mlplane.db.engine import now_ms
+from tests.conftest import ServerProcess
+from tests.ui.conftest import ROOT, Seeded
+from tests.ui.test_deployments import MODEL, seed_traffic, window
+
+OWN = "ui-http-rollback"
+
+
+@pytest.fixture(scope="module")
+def http(server: ServerProcess, seeded: Seeded) -> Iterator[httpx.Client]:
+    seed_traffic(seeded.svc, seeded)
+    svc = seeded.svc
+    svc.deployments.create(ROOT, OWN, f"{MODEL}@1")
+    svc.deployments.set_split(ROOT, OWN, f"{MODEL}@2")
+    if "outsider" not in seeded.extra:
+        svc.identities.create_identity(ROOT, "ui-outsider")
+        seeded.extra["outsider"] = svc.identities.create_token(ROOT, "ui-outsider").secret
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def bearer(seeded: Seeded, who: str) -> dict[str, str]:
+    token = seeded.extra["outsider"] if who == "outsider" else seeded.tokens[who]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def signed_in(http: httpx.Client, token: str) -> Iterator[httpx.Client]:
+    """A browser's session: a client of its own holding the login form's cookie."""
+    origin = str(http.base_url).rstrip("/")
+    with httpx.Client(base_url=http.base_url, timeout=30) as browser:
+        resp = browser.post(
+            "/ui/login", data={"token": token, "next": "/ui/"}, headers={"Origin": origin}
+        )
+        assert resp.status_code == 303, resp.text
+        assert browser.cookies.get("mlplane_token")
+        yield browser
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def test_rollback_without_the_csrf_token_is_refused(http: httpx.Client, seeded: Seeded) -> None:
+    origin = {"Origin": str(http.base_url).rstrip("/")}
+    url = f"/ui/deployments/{OWN}/rollback"
+    with signed_in(http, seeded.tokens["contributor"]) as browser:
+        for data, headers in (
+            ({"project": "default"}, origin),
+            ({"project": "default", "csrf": "0" * 32}, origin),
+            ({"project": "default", "csrf": "x"}, {"Origin": "https://elsewhere.example"}),
+        ):
+            resp = browser.post(url, data=data, headers=headers)
+            assert resp.status_code == 403, resp.text
+            assert "text/html" in resp.headers["content-type"]
+            assert "Not allowed" in resp.text
+        assert seeded.svc.deployments.get(ROOT, OWN).routing.stable == 2  # nothing changed
+
+        page = browser.get(f"/ui/deployments/{OWN}?project=default")
+        token = csrf_of(page.text)
+        resp = browser.post(url, data={"project": "default", "csrf": token}, headers=origin)
+        assert resp.status_code == 303
+        assert resp.headers["location"] == f"/ui/deployments/{OWN}?project=default&done=rollback"
+    assert seeded.svc.deployments.get(ROOT, OWN).routing.stable == 1
+
+
+def test_a_viewer_may_not_roll_back_or_promote(http: httpx.Client, seeded: Seeded) -> None:
+    before = seeded.svc.deployments.get(ROOT, "churn-live").generation
+    for action in ("rollback", "promote"):
+        resp = http.post(
+            f"/ui/deployments/churn-live/{action}",
+            data={"project": "default"},
+            headers=bearer(seeded, "viewer"),
+        )
+        assert resp.status_code == 403, resp.text
+        assert "Not allowed" in resp.text
+    assert seeded.svc.deployments.get(ROOT, "churn-live").generation == before
+
+
+def test_a_refusal_of_the_service_is_a_page_with_its_status(
+    http: httpx.Client, seeded: Seeded
+) -> None:
+    # No canary to promote: the service answers Conflict, the page says why.
+    resp = http.post(
+        f"/ui/deployments/{OWN}/promote",
+        data={"project": "default"},
+        headers=bearer(seeded, "contributor"),
+    )
+    assert resp.status_code == 409
+    assert "has no canary to promote" in resp.text and "<html" in resp.text
+
+
+def test_an_unknown_deployment_is_a_404_page(http: httpx.Client, seeded: Seeded) -> None:
+    resp = http.get(
+        "/ui/deployments/no-such-thing?project=default", headers=bearer(seeded, "viewer")
+    )
+    assert resp.status_code == 404
+    assert "text/html" in resp.headers["content-type"]
+    assert "Not found" in resp.text and "no deployment named" in resp.text
+
+
+def test_the_timeline_answers_json_with_a_series_per_version(
+    http: httpx.Client, seeded: Seeded
+) -> None:
+    resp = http.get(
+        "/ui/api/deployments/churn-live/timeline",
+        params={"project": "default", "window": "6h"},
+        headers=bearer(seeded, "viewer"),
+    )
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert body["window"] == "6h"
+    rps = body["charts"]["rps"]
+    assert rps["kind"] == "time"
+    assert [s["label"] for s in rps["series"]] == ["v1", "v2"]
+    # 30 one-minute windows of 70 requests and one of 210, in 5-minute buckets.
+    assert sum(y * 300 for y in rps["series"][0]["y"]) == pytest.approx(30 * 70 + 210)
+    latency = [s["label"] for s in body["charts"]["latency"]["series"]]
+    assert latency == ["v1 p50", "v1 p99", "v2 p50", "v2 p99"]
+
+
+def test_the_timeline_refuses_with_json_not_a_login_page(
+    http: httpx.Client, seeded: Seeded
+) -> None:
+    url = "/ui/api/deployments/churn-live/timeline"
+    anonymous = http.get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"].startswith("application/")
+    assert "json" in anonymous.headers["content-type"]
+    outsider = http.get(url, headers=bearer(seeded, "outsider"))
+    assert outsider.status_code == 403 and "json" in outsider.headers["content-type"]
+    bad = http.get(url, params={"window": "1y"}, headers=bearer(seeded, "viewer"))
+    assert bad.status_code == 400 and "json" in bad.headers["content-type"]
+
+
+def test_the_timeline_sees_a_window_recorded_just_now(http: httpx.Client, seeded: Seeded) -> None:
+    d = seeded.svc.deployments.get(ROOT, OWN)
+    seeded.svc.deployments.record_windows(
+        ROOT, [window(d.deployment_id, 1, now_ms() - 1_000, requests=12, kind="shadow")]
+    )
+    body = http.get(f"/ui/api/deployments/{OWN}/timeline", headers=bearer(seeded, "viewer")).json()
+    assert [s["label"] for s in body["charts"]["rps"]["series"]] == ["v1 shadow"]
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "allowed"),
+    [
+        ("outsider", "/ui/deployments/churn-live", False),
+        ("viewer", "/ui/deployments/churn-live", True),
+        ("outsider", "/ui/deployments", True),  # a list of what they may read: nothing
+        ("viewer", "/ui/audit", False),
+        ("contributor", "/ui/audit", False),
+        ("admin", "/ui/audit", True),
+    ],
+)
+def test_each_page_answers_its_callers(
+    http: httpx.Client, seeded: Seeded, who: str, path: str, allowed: bool
+) -> None:
+    resp = http.get(path, headers=bearer(seeded, who))
+    assert resp.status_code == (200 if allowed else 403), resp.text[:300]
+    if who == "outsider" and allowed:
+        assert "churn-live" not in resp.text
+
+
+def test_audit_verify_over_http(http: httpx.Client, seeded: Seeded) -> None:
+    refused = http.post("/ui/audit/verify", headers=bearer(seeded, "viewer"))
+    assert refused.status_code == 403
+    resp = http.post("/ui/audit/verify", headers=bearer(seeded, "admin"))
+    assert resp.status_code == 200
+    assert re.search(r"OK up to seq \d+", resp.text)
+
+
+def test_audit_filters_are_checked(http: httpx.Client, seeded: Seeded) -> None:
+    admin = bearer(seeded, "admin")
+    assert http.get("/ui/audit", params={"since": "yesterday"}, headers=admin).status_code == 400
+    assert http.get("/ui/audit", params={"project": "nope"}, headers=admin).status_code == 400
+    assert http.get("/ui/audit", params={"page": "0"}, headers=admin).status_code == 400
+    # A viewer is refused before their filters are even read.
+    viewer = http.get("/ui/audit", params={"since": "yesterday"}, headers=bearer(seeded, "viewer"))
+    assert viewer.status_code == 403
