@@ -150,6 +150,7 @@ def test_quality_results_hashed_pii_and_a_derived_version(
     page.click("#derived a")
     page.wait_for_url("**/ui/datasets/customers-sample?**")
     assert page.locator("#upstream a").inner_text() == "customers@1"
+    assert "fraction=0.5" in page.locator("#derivation").inner_text()
     assert "@example.org" not in page.content()
 
 

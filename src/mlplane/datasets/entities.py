@@ -48,6 +48,8 @@ class DatasetVersion:
     pii_policy: dict[str, object] | None = None
     derived_from: str | None = None
     """``name@version`` this version was sampled from, else None."""
+    derivation: dict[str, object] | None = None
+    """How it was derived (``{"op": "sample", "fraction": 0.1, "seed": 7}``), else None."""
 
     @property
     def ref(self) -> str:

@@ -167,6 +167,7 @@ class DataService(AddingMixin, SamplingMixin):
             pii_unhandled=row.pii_unhandled,
             pii_policy=json.loads(row.pii_policy) if row.pii_policy else None,
             derived_from=row.derived_from,
+            derivation=json.loads(row.derivation) if row.derivation else None,
         )
 
     def get(
