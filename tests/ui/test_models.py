@@ -21,7 +21,15 @@ from tests.ui.conftest import ROOT, Seeded, login
 
 PROJECT = "models-ui"
 PROMO = "promo-model"
+PICKLED = "pickled-model"
 CARD_TEXT = "Scores churn for retention offers.\n\nNot for <b>credit</b> decisions."
+
+
+class Doubler:
+    """A model only pickle can hold, of a class the scanner does not know: ``unknown``."""
+
+    def predict(self, frame: Any) -> Any:
+        return frame * 2
 
 
 @dataclass(frozen=True)
@@ -33,8 +41,9 @@ class Promo:
 
 def promo(seeded: Seeded) -> Promo:
     """A project with ``promo-model`` (v1 accuracy 0.5, v2 accuracy 0.95) whose policy lets
-    only versions with accuracy >= 0.9 become ``champion``, and a viewer, a contributor and
-    an approver of it. Made once per session, whichever module asks first."""
+    only versions with accuracy >= 0.9 become ``champion``, ``pickled-model`` (scanned
+    ``unknown``, accepted by an admin), and a viewer, a contributor and an approver of it.
+    Made once per session, whichever module asks first."""
     found = seeded.extra.get(PROJECT)
     if isinstance(found, Promo):
         return found
@@ -61,6 +70,14 @@ def promo(seeded: Seeded) -> Promo:
         )
     svc.registry.set_policy(ROOT, PROMO, {"rules": ["accuracy >= 0.9"]}, project=PROJECT)
     svc.registry.update_card(ROOT, f"{PROMO}@2", {"intended_use": CARD_TEXT}, project=PROJECT)
+    svc.registry.register(
+        ROOT,
+        PICKLED,
+        Doubler(),
+        input_example=pd.DataFrame({"a": [1.0, 2.0]}),
+        allow_unknown=True,  # an admin's audited override
+        project=PROJECT,
+    )
     made = Promo(PROJECT, tokens)
     seeded.extra[PROJECT] = made
     return made
@@ -220,3 +237,46 @@ def test_a_contributor_moves_a_version_to_a_stage(page: Any, seeded: Seeded, own
         page.click("form.promote-stage button[type=submit]")
     assert nav.value.status == 403
     assert page.locator("#error").count() == 1
+
+
+def test_a_scan_finding_that_is_not_safe_is_shown_with_its_file_and_import(
+    page: Any, seeded: Seeded, own: Promo
+) -> None:
+    login(page, own.tokens["viewer"], target=f"/ui/models?project={PROJECT}")
+    row = page.locator(f"tr[data-model='{PICKLED}']")
+    assert row.locator(".badge.verdict").inner_text() == "unknown"
+    row.locator("a", has_text=PICKLED).click()
+    page.wait_for_url(f"**/ui/models/{PICKLED}?project={PROJECT}")
+    assert "accepted by root" in page.locator("#scan h3 + span").inner_text()
+    flagged = page.locator("#scan table.findings tr.finding-unknown")
+    assert flagged.count() == 1
+    assert flagged.locator("td").nth(0).inner_text() == "model/model.pkl"
+    assert flagged.locator("td").nth(1).inner_text() == "tests.ui.test_models.Doubler"
+    assert "not on the allowlist" in flagged.inner_text()
+    assert "1 finding not safe" in page.locator("#scan").inner_text()
+    pkl = page.locator("#files tr[data-path='model/model.pkl']")
+    assert pkl.locator(".badge.verdict").inner_text() == "unknown"
+    assert "matches" in pkl.inner_text()
+    assert "pyfunc/pickle" in page.locator("table.versions tr[data-version='1']").inner_text()
+
+
+def test_a_file_changed_on_disk_fails_the_integrity_check(
+    page: Any, seeded: Seeded, own: Promo
+) -> None:
+    name = "tampered-model"
+    seeded.svc.registry.register(
+        ROOT,
+        name,
+        Doubler(),
+        input_example=pd.DataFrame({"a": [3.0, 4.0]}),  # files of their own, a cache of its own
+        allow_unknown=True,
+        project=PROJECT,
+    )
+    _, folder, _ = seeded.svc.registry.fetch(ROOT, f"{name}@1", project=PROJECT)
+    (folder / "requirements.lock").write_text("someone==1.0\n")  # the local copy, changed
+    login(page, own.tokens["viewer"], target=_model_url(name, PROJECT))
+    assert page.locator("#integrity").inner_text() == "check failed"
+    row = page.locator("#files tr[data-path='requirements.lock']")
+    assert "was modified; it will not be loaded" in row.inner_text()
+    assert row.locator(".badge.verdict").count() == 0  # a changed file is not scanned as if ok
+    assert "matches" in page.locator("#files tr[data-path='model/model.pkl']").inner_text()
