@@ -16,6 +16,8 @@ from tests.ui.conftest import ROOT, Seeded
 from tests.ui.test_deployments import MODEL, seed_traffic, window
 
 OWN = "ui-http-rollback"
+FRESH = "ui-http-fresh"
+"""Never changed: a rollback finds no earlier split, a promotion no canary (409)."""
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,7 @@ def http(server: ServerProcess, seeded: Seeded) -> Iterator[httpx.Client]:
     svc = seeded.svc
     svc.deployments.create(ROOT, OWN, f"{MODEL}@1")
     svc.deployments.set_split(ROOT, OWN, f"{MODEL}@2")
+    svc.deployments.create(ROOT, FRESH, f"{MODEL}@1")
     if "outsider" not in seeded.extra:
         svc.identities.create_identity(ROOT, "ui-outsider")
         seeded.extra["outsider"] = svc.identities.create_token(ROOT, "ui-outsider").secret
@@ -190,6 +193,42 @@ def test_audit_filters_are_checked(http: httpx.Client, seeded: Seeded) -> None:
     assert http.get("/ui/audit", params={"since": "yesterday"}, headers=admin).status_code == 400
     assert http.get("/ui/audit", params={"project": "nope"}, headers=admin).status_code == 400
     assert http.get("/ui/audit", params={"page": "0"}, headers=admin).status_code == 400
+    for params in ({"since": "2100-01-01"}, {"until": "2000-01-01T00:00"}):
+        resp = http.get("/ui/audit", params=params, headers=admin)
+        assert resp.status_code == 200 and "No audit events match these filters" in resp.text
+    both = {"until": "2100-01-01", "since": "2000-01-01"}
+    wide = http.get("/ui/audit", params=both, headers=admin)
+    assert wide.text.count("<tr data-seq=") > 10
     # A viewer is refused before their filters are even read.
     viewer = http.get("/ui/audit", params={"since": "yesterday"}, headers=bearer(seeded, "viewer"))
     assert viewer.status_code == 403
+
+
+def test_each_route_answers_every_role_as_it_declares(http: httpx.Client, seeded: Seeded) -> None:
+    """As tests/security's route matrix sends them (Bearer tokens, empty forms): a caller
+    with the declared level is never refused, one without it always gets a 403."""
+    callers = {
+        "outsider": set(),
+        "viewer": {"read"},
+        "contributor": {"read", "write"},
+        "approver": {"read", "write"},
+        "admin": {"read", "write", "platform"},
+    }
+    routes = [
+        ("GET", "/ui/deployments", None, 200),
+        ("GET", f"/ui/deployments/{FRESH}", "read", 200),
+        ("GET", f"/ui/api/deployments/{FRESH}/timeline", "read", 200),
+        ("POST", f"/ui/deployments/{FRESH}/rollback", "write", 409),
+        ("POST", f"/ui/deployments/{FRESH}/promote", "write", 409),
+        ("GET", "/ui/audit", "platform", 200),
+        ("POST", "/ui/audit/verify", "platform", 200),
+    ]
+    wrong = []
+    for caller, levels in callers.items():
+        for method, path, level, status in routes:
+            resp = http.request(method, path, headers=bearer(seeded, caller))
+            expected = status if level is None or level in levels else 403
+            if resp.status_code != expected:
+                wrong.append(f"{caller} {method} {path}: {resp.status_code}, not {expected}")
+    assert not wrong, wrong
+    assert seeded.svc.deployments.get(ROOT, FRESH).generation == 1

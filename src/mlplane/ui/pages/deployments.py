@@ -38,8 +38,10 @@ def _one_hour(svc: Services, me: Principal, name: str, project: str) -> dict[str
     return {"requests": requests, "error_rate": failed / requests if requests else None}
 
 
-@router.get("/deployments", openapi_extra=requires("read"))
+@router.get("/deployments", openapi_extra=requires("authenticated"))
 def deployments(request: Request, project: str | None = None) -> HTMLResponse:
+    # "authenticated", like the overview: the list shows a project the caller reads (the
+    # picker's choice, else their first); the service checks the role on it.
     svc, me = render.services(request), render.principal(request)
     projects, current = render.projects(request, project)
     rows = []
