@@ -250,6 +250,8 @@ def test_a_scan_finding_that_is_not_safe_is_shown_with_its_file_and_import(
     assert "accepted by root" in page.locator("#scan h3 + span").inner_text()
     flagged = page.locator("#scan table.findings tr.finding-unknown")
     assert flagged.count() == 1
+    first = page.locator("#scan table.findings tbody tr").first
+    assert first.get_attribute("class") == "finding-unknown"  # ahead of the safe ones
     assert flagged.locator("td").nth(0).inner_text() == "model/model.pkl"
     assert flagged.locator("td").nth(1).inner_text() == "tests.ui.test_models.Doubler"
     assert "not on the allowlist" in flagged.inner_text()

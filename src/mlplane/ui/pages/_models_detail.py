@@ -21,6 +21,7 @@ from mlplane.serving.entities import Deployment
 from mlplane.tracking.entities import Run
 from mlplane.ui.pages._models_lineage import Graph, Item, layout
 
+RANK = {"safe": 0, "unknown": 1, "unsafe": 2}
 AUTO_VERIFY_BYTES = 64 * 1024 * 1024
 """Versions up to this size are verified and scanned on every view."""
 
@@ -65,6 +66,13 @@ class Checks:
     def flagged(self) -> list[Finding]:
         return [f for c in self.files for f in c.findings if f.verdict != "safe"]
 
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding, the ones that are not safe first (a model's many safe imports
+        would bury them), each group in file order."""
+        every = [f for c in self.files for f in c.findings]
+        return sorted(every, key=lambda f: -RANK[f.verdict])
+
 
 def card_fields(v: ModelVersion) -> list[CardField]:
     out = []
@@ -94,7 +102,6 @@ def check_files(
     if v.size > AUTO_VERIFY_BYTES and not force:
         return Checks("skipped", files)
     state = "verified"
-    rank = {"safe": 0, "unknown": 1, "unsafe": 2}
     worst = "safe"
     for check in files:
         try:
@@ -106,7 +113,7 @@ def check_files(
         report = scan_path(local)
         check.verdict = report.verdict
         check.findings = [_rename(f, local.name, check.path) for f in report.findings]
-        if rank[report.verdict] > rank[worst]:
+        if RANK[report.verdict] > RANK[worst]:
             worst = report.verdict
     return Checks(state, files, worst)
 
