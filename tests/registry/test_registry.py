@@ -180,6 +180,27 @@ def test_unsafe_and_unknown_models(svc: Services) -> None:
     assert pickle  # keeps the import for the payload class
 
 
+def test_versions_by_runs_finds_what_runs_trained_in_one_project(svc: Services) -> None:
+    pipe, x = _pipeline()
+    exp = svc.tracking.create_experiment(ME, "by-runs")
+    a, b, c = (svc.tracking.create_run(ME, exp).info.run_id for _ in range(3))
+    svc.registry.register(ME, "zeta", pipe, input_example=x[:5], run_id=a)
+    svc.registry.register(ME, "alpha", pipe, input_example=x[:5], run_id=b)
+    svc.registry.register(ME, "alpha", pipe, input_example=x[:5], run_id=a)
+    svc.registry.register(ME, "alpha", pipe, input_example=x[:5])  # no run
+    svc.registry.register(ME, "other", pipe, input_example=x[:5], run_id=a, project="elsewhere")
+    found = svc.registry.versions_by_runs(ME, [a, b, c, a])
+    assert [v.ref for v in found] == ["alpha@1", "alpha@2", "zeta@1"]
+    assert [v.ref for v in svc.registry.versions_by_runs(ME, [c])] == []
+    assert [v.ref for v in svc.registry.versions_by_runs(ME, [a], project="elsewhere")] == [
+        "other@1"
+    ]
+    assert svc.registry.versions_by_runs(ME, [a], project="never-used") == []
+    outsider = Principal(name="olga", roles={"elsewhere": "viewer"})
+    with pytest.raises(PermissionDenied):
+        svc.registry.versions_by_runs(outsider, [a])
+
+
 def test_lineage_and_card(svc: Services) -> None:
     pipe, x = _pipeline()
     exp = svc.tracking.create_experiment(ME, "e")

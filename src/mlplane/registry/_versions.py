@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,7 @@ CARD_FIELDS = ("purpose", "intended_use", "limitations", "ethical_considerations
 class VersionsMixin:
     _guard: Any
     _model: Any
+    _project: Any
     _version_row: Any
     _run_reader: Any
     fetch: Any
@@ -49,6 +50,34 @@ class VersionsMixin:
                 .order_by(ModelVersionRow.version.desc())
             )
             return [version_entity(s, model, r, project) for r in rows]
+
+    def versions_by_runs(
+        self,
+        p: Principal,
+        run_ids: Sequence[str],
+        *,
+        project: str = projects.DEFAULT_PROJECT,
+    ) -> list[ModelVersion]:
+        """The versions of ``project``'s models registered from any of ``run_ids`` (one
+        indexed query), by model name and then version: a run's or a dataset's lineage."""
+        from mlplane.errors import NotFound
+        from mlplane.registry.tables import ModelRow
+
+        ids = sorted(set(run_ids))
+        with self._guard.unit(write=False) as s:
+            try:
+                proj = self._project(s, p, project, Permission.READ, "model.list", "model/*")
+            except NotFound:
+                return []
+            if not ids:
+                return []
+            rows = s.execute(
+                select(ModelRow, ModelVersionRow)
+                .join(ModelVersionRow, ModelVersionRow.model_id == ModelRow.id)
+                .where(ModelRow.project_id == proj.id, ModelVersionRow.run_id.in_(ids))
+                .order_by(ModelRow.name, ModelVersionRow.version)
+            ).all()
+            return [version_entity(s, model, row, project) for model, row in rows]
 
     def set_tag(
         self,
