@@ -222,7 +222,20 @@ def test_a_canary_shows_its_steps_and_each_checks_criteria(
     page: Any, seeded: Seeded, traffic: Traffic
 ) -> None:
     assert [c["outcome"] for c in traffic.canary_checks] == ["step 1", "failed_check"]
+    d = seeded.svc.deployments.get(ROOT, CANARY)
+    mine = {"ready": True, "inflight": 3, "versions": [1, 2], "cold_start_ms": 850}
+    seeded.svc.deployments.heartbeat_worker(
+        ROOT,
+        "ui-worker-1",
+        pid=4242,
+        host="node-a",
+        state={"deployments": {str(d.deployment_id): mine}},
+    )
     login(page, seeded.tokens["viewer"], target=f"/ui/deployments/{CANARY}?project=default")
+    worker = page.locator("table.workers tbody tr").all_inner_texts()
+    assert (
+        len(worker) == 1 and "node-a" in worker[0] and "4242" in worker[0] and "1, 2" in worker[0]
+    )
     assert "Step 2 of 3" in page.locator("#rollout .progress-text").inner_text()
     assert page.locator("#rollout .next-check").inner_text() != ""
     first, second = page.locator("li.step").nth(0), page.locator("li.step").nth(1)
@@ -277,3 +290,24 @@ def test_a_contributor_sees_promote_and_abort_on_a_running_canary(
     assert json.dumps([e.action for e in history]) == json.dumps(
         ["create", "canary.start", "canary.step"]
     )
+
+
+def test_a_contributor_aborts_a_canary_back_to_stable(page: Any, seeded: Seeded) -> None:
+    name = "ui-canary-abort"
+    svc = seeded.svc
+    svc.deployments.create(ROOT, name, f"{MODEL}@1")
+    svc.deployments.start_canary(ROOT, name, f"{MODEL}@2", steps=(25, 100))
+    login(page, seeded.tokens["contributor"], target=f"/ui/deployments/{name}?project=default")
+    assert split_spans(page, "#routing") == [("v1 75%", "75%"), ("v2 25%", "25%")]
+    page.on("dialog", lambda d: d.accept())
+    abort = page.locator("form[action$='/rollback'] button")
+    assert abort.inner_text() == "Abort canary"
+    abort.click()
+    page.wait_for_url("**done=rollback**")
+    assert split_spans(page, "#routing") == [("v1 100%", "100%")]
+    assert page.locator("h1 .badge").last.inner_text() == "rolled_back"
+    assert page.locator("#rollout .reason").inner_text() == "rolled back by cora"
+    assert page.locator("text=Abort canary").count() == 0  # a plain Rollback again
+    after = svc.deployments.get(ROOT, name)
+    assert after.rollout is not None and after.rollout.status == "rolled_back"
+    assert after.routing.mode == "single" and after.routing.stable == 1
