@@ -150,6 +150,9 @@ def test_run_page_charts_metrics_and_previews_artifacts(page: Any, seeded: Seede
     link = page.locator("#datasets a")
     assert link.get_attribute("href", timeout=1000).startswith("/ui/datasets/churn?version=2")
     assert "growth" in page.locator("#tags").inner_text()
+    trained = page.locator('#models tr[data-registered="churn-model@1"] a')
+    assert (trained.get_attribute("href") or "").startswith("/ui/models/churn-model?version=1")
+    assert "champion" in page.locator('#models tr[data-registered="churn-model@1"]').inner_text()
     assert page.locator("form[action$='/delete']").count() == 0  # a viewer changes nothing
 
     _follow(page, "#artifacts a:text-is('notes.txt')")

@@ -14,6 +14,7 @@ from mlplane.errors import InvalidInput
 from mlplane.registry import uri
 from mlplane.registry._rows import version_entity
 from mlplane.registry.entities import ModelLineage, ModelVersion
+from mlplane.registry.scan import ScanReport
 from mlplane.registry.tables import ModelTagRow, ModelVersionRow
 from mlplane.security import Permission, Principal
 
@@ -50,6 +51,15 @@ class VersionsMixin:
                 .order_by(ModelVersionRow.version.desc())
             )
             return [version_entity(s, model, r, project) for r in rows]
+
+    def scan_report(
+        self, p: Principal, ref: str, *, project: str = projects.DEFAULT_PROJECT
+    ) -> ScanReport:
+        """The scan made when the version was registered, every finding included."""
+        name, selector = uri.parse(ref)
+        with self._guard.unit(write=False) as s:
+            _, model = self._model(s, p, name, project, Permission.READ, "model.read")
+            return ScanReport.from_json(self._version_row(s, model, selector).scan)
 
     def versions_by_runs(
         self,

@@ -194,6 +194,7 @@ def _run_page(request: Request, run_id: str) -> HTMLResponse:
         models_in=[i for i in run.inputs if i.kind == KIND_MODEL_IN],
         models_out=[i for i in run.inputs if i.kind == KIND_MODEL_OUT],
         logged_models=_logged_models(request, run),
+        registered=svc.registry.versions_by_runs(me, [run_id], project=exp.project),
         tree=_artifacts.tree(files),
         files_count=len(files),
         listed_all=listed_all,

@@ -85,17 +85,8 @@ def _list(request: Request, project: str | None) -> HTMLResponse:
 def _models_from(
     svc: Services, me: Principal, runs: list[LineageRun], project: str
 ) -> list[ModelVersion]:
-    """Model versions registered from any of ``runs``: the registry has no lookup by run,
-    so each model's versions are read (a project holds tens of models, not thousands)."""
-    ids = {r.run_id for r in runs}
-    if not ids:
-        return []
-    found = []
-    for model in svc.registry.list_models(me, project=project):
-        found += [
-            mv for mv in svc.registry.versions(me, model.name, project=project) if mv.run_id in ids
-        ]
-    return sorted(found, key=lambda mv: (mv.name, mv.version))
+    """Model versions registered from any of ``runs``."""
+    return svc.registry.versions_by_runs(me, [r.run_id for r in runs], project=project)
 
 
 def _selector(version: str | None, newest: int) -> str:
