@@ -232,3 +232,17 @@ def test_each_route_answers_every_role_as_it_declares(http: httpx.Client, seeded
                 wrong.append(f"{caller} {method} {path}: {resp.status_code}, not {expected}")
     assert not wrong, wrong
     assert seeded.svc.deployments.get(ROOT, FRESH).generation == 1
+
+
+def test_a_shadow_shows_in_the_list_and_on_the_page(http: httpx.Client, seeded: Seeded) -> None:
+    name = "ui-http-shadow"
+    seeded.svc.deployments.create(ROOT, name, f"{MODEL}@1")
+    seeded.svc.deployments.set_shadow(ROOT, name, f"{MODEL}@2", 10)
+    viewer = bearer(seeded, "viewer")
+    listing = http.get("/ui/deployments", params={"project": "default"}, headers=viewer).text
+    row = listing[listing.index(f'data-deployment="{name}"') :].split("</tr>")[0]
+    assert '<td class="mode">shadow</td>' in row and "shadow v2 10%" in row
+    assert '<span data-width="100.0" data-color="0" title="v1 100%">v1 100%</span>' in row
+    page = http.get(f"/ui/deployments/{name}", headers=viewer).text
+    assert "Shadow: v2 gets a copy of 10% of requests" in page
+    assert "A/B report" not in page  # one live version: nothing to compare
