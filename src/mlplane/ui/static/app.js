@@ -22,7 +22,9 @@
  *   {"kind": "time", "series": [{"label": "req/s", "time": [ms...], "y": [...]}], "y_label": ""}
  * Any series may carry "color": N, the palette index to draw it in (default: its position),
  * so a chart missing some series keeps each one's colour (e.g. a run's colour across charts).
- * With more than 12 series the legend is left out. Extra fields in a spec are ignored.
+ * Lines and scatters of more than 12 series leave the legend out. Extra fields are ignored.
+ * Lines whose series share too few x values to align in one table (many runs on wall
+ * time) are drawn each on its own x (uPlot's mode 2), without the live legend.
  * A drawn chart's element gets data-rendered="1" and data-series='["run-1", ...]';
  * window.MLP.chart(el, spec) draws one chart later (data fetched by a page's own script).
  */
@@ -93,6 +95,18 @@
     return s.step;
   }
 
+  const MAX_ALIGNED_CELLS = 2000000;
+
+  /* How many cells joining these [x, y] tables on their x values would take. */
+  function alignedCells(tables) {
+    let total = 0;
+    tables.forEach(function (t) { total += t[0].length; });
+    if (total * tables.length <= MAX_ALIGNED_CELLS) return total * tables.length;
+    const xs = new Set();
+    tables.forEach(function (t) { for (let i = 0; i < t[0].length; i++) xs.add(t[0][i]); });
+    return xs.size * tables.length;
+  }
+
   function lines(el, spec) {
     const state = { x: spec.x || "step", log: !!spec.log, smooth: spec.smooth || 0 };
     let chart = null;
@@ -124,9 +138,14 @@
         if (state.log) ys = ys.map(function (y) { return y > 0 ? y : null; });
         return [xValues(s, state.x), ys];
       });
-      const aligned = tables.length === 1 ? tables[0] : uPlot.join(tables);
-      const many = spec.series.length > 12;
+      // Aligned on one x (what uPlot's cursor and legend need) unless that table would be
+      // huge: runs that share no x (wall time) make it unique x's times series cells, so
+      // then each series keeps its own x (uPlot's mode 2) and the cursor shows no values.
+      const faceted = tables.length > 1 && alignedCells(tables) > MAX_ALIGNED_CELLS;
+      const aligned = faceted ? [null].concat(tables) : (tables.length === 1 ? tables[0] : uPlot.join(tables));
+      const many = spec.series.length > 12 || faceted;
       const opts = {
+        mode: faceted ? 2 : 1,
         width: width(holder),
         height: spec.height || 260,
         title: spec.title || "",
@@ -136,9 +155,12 @@
         axes: [{ label: state.x === "step" ? "step" : (state.x === "relative" ? "seconds" : "") },
           { label: spec.y_label || "", size: 60 }],
         series: [{}].concat(spec.series.map(function (s, i) {
-          return { label: s.label, stroke: seriesColor(s, i), width: 1.5, spanGaps: true, points: { show: false } };
+          const line = { label: s.label, stroke: seriesColor(s, i), width: 1.5, spanGaps: true, points: { show: false } };
+          if (faceted) line.paths = uPlot.paths.linear();
+          return line;
         })),
       };
+      if (faceted) opts.legend = { show: false };
       if (chart) chart.destroy();
       holder.innerHTML = "";
       chart = new uPlot(opts, aligned, holder);
