@@ -86,10 +86,14 @@ class Services:
 
     def readable_projects(self, p: Principal) -> list[str]:
         """The projects ``p`` may read, for pickers in the UI and CLI."""
-        from mlplane.projects.service import readable
+        return list(self.project_names(p).values())
+
+    def project_names(self, p: Principal) -> dict[int, str]:
+        """The id and name of each project ``p`` may read (audit events record ids)."""
+        from mlplane.projects.service import readable_ids
 
         with self.db.read() as s:
-            return readable(s, p)
+            return readable_ids(s, p)
 
     def chunk_users(self, session: Any) -> set[str]:
         """Every chunk a dataset or model version or a captured payload file lists: what

@@ -433,7 +433,7 @@ def _verdict(
         return None if status in (200, 303, 307, 403) else f"open UI route answered {status}"
     if level == Access.OPEN:
         return None if status == 200 else f"open route answered {status}"
-    if caller in UNAUTHENTICATED and ui and method == "GET":
+    if caller in UNAUTHENTICATED and ui and method == "GET" and not template.startswith("/ui/api/"):
         # A browser asking for a page is sent to the login page, and back after it.
         location = resp.headers.get("location", "")
         ok = status == 303 and location.startswith("/ui/login?next=")

@@ -69,7 +69,12 @@ def to_entity(row: ProjectRow) -> Project:
 
 def readable(session: Session, p: Principal) -> list[str]:
     """The names of the projects ``p`` may read, sorted (a role on ``*`` reads them all)."""
+    return list(readable_ids(session, p).values())
+
+
+def readable_ids(session: Session, p: Principal) -> dict[int, str]:
+    """The id and name of each project ``p`` may read, by name."""
     from mlplane.security import Permission, allowed
 
-    names = session.scalars(select(ProjectRow.name).order_by(ProjectRow.name))
-    return [n for n in names if allowed(p, Permission.READ, n)]
+    rows = session.execute(select(ProjectRow.id, ProjectRow.name).order_by(ProjectRow.name))
+    return {i: n for i, n in rows if allowed(p, Permission.READ, n)}

@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from mlplane.errors import InvalidInput
-from mlplane.projects import service as project_service
 from mlplane.security import Principal
 from mlplane.security.audit import AuditEvent, VerifyReport
 from mlplane.server.permissions import requires
@@ -69,9 +68,7 @@ class Filters:
 def _project_names(svc: Services, me: Principal) -> dict[int, str]:
     """Every project's id and name (the log records ids). The caller is a platform admin
     (the audit service checked), who reads every project."""
-    with svc.db.read() as s:
-        found = (project_service.find(s, n) for n in project_service.readable(s, me))
-        return {row.id: row.name for row in found if row is not None}
+    return svc.project_names(me)
 
 
 def _search(
