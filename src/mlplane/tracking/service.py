@@ -362,6 +362,54 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
                 out.setdefault(k, []).append(Metric(k, _rows.value_out(v), ts, step))
             return out
 
+    def get_metric_histories_for_runs(
+        self, p: Principal, run_ids: Sequence[str], keys: Sequence[str] | None = None
+    ) -> dict[str, dict[str, list[Metric]]]:
+        """Histories of several runs at once (run id -> key -> points, by step then time),
+        in one query: what comparing a hundred runs' curves needs. Every run must exist and
+        be readable by ``p``."""
+        ids = list(dict.fromkeys(check.run_id(r) for r in run_ids))
+        with self._guard.unit(write=False) as s:
+            found = s.execute(
+                select(RunRow.id, RunRow.seq, ProjectRow)
+                .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .where(RunRow.id.in_(ids))
+            ).all()
+            missing = sorted(set(ids) - {run_id for run_id, _, _ in found})
+            if missing:
+                raise NotFound(f"run {missing[0]} does not exist")
+            for run_id, _, proj in found:
+                self._require(p, Permission.READ, proj, "run.read", f"run/{run_id}")
+            by_seq = {seq: run_id for run_id, seq, _ in found}
+            out: dict[str, dict[str, list[Metric]]] = {run_id: {} for run_id in ids}
+            if not ids:
+                return out
+            q = (
+                select(
+                    MetricRow.run_seq,
+                    MetricKeyRow.key,
+                    MetricRow.value,
+                    MetricRow.timestamp,
+                    MetricRow.step,
+                )
+                .join(MetricKeyRow, MetricKeyRow.id == MetricRow.key_id)
+                .where(MetricRow.run_seq.in_(list(by_seq)))
+            )
+            if keys is not None:
+                q = q.where(MetricKeyRow.key.in_(list(keys)))
+            q = q.order_by(
+                MetricRow.run_seq,
+                MetricRow.key_id,
+                MetricRow.step,
+                MetricRow.timestamp,
+                MetricRow.id,
+            )
+            value_out = _rows.value_out
+            for seq, k, v, ts, step in s.execute(q):
+                out[by_seq[seq]].setdefault(k, []).append(Metric(k, value_out(v), ts, step))
+            return out
+
     # -- search ------------------------------------------------------------------------------
 
     def search_runs(

@@ -284,10 +284,12 @@ def curves_spec(
     run's colour index. ``downsampled`` counts the series cut to ``max_points``."""
     series = []
     cut = 0
+    logged = [run.info.run_id for run in runs if key in run.data.metrics]
+    histories = svc.tracking.get_metric_histories_for_runs(me, logged, [key]) if logged else {}
     for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         if key not in run.data.metrics:
             continue
-        history = svc.tracking.get_metric_histories(me, run.info.run_id, [key]).get(key, [])
+        history = histories[run.info.run_id].get(key, [])
         points = downsample(history)
         cut += len(points) < len(history)
         series.append(
