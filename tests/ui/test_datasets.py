@@ -85,6 +85,10 @@ def test_a_dataset_shows_versions_schema_profile_pii_and_lineage(page: Any, seed
     )
     assert columns == ["tenure", "charges", "plan", "email", "churned"]
     assert chart_series(page, ".chart-box[data-column=charges] .chart.histogram") == ["rows"]
+    y_min = page.evaluate(
+        "() => document.querySelector('.chart-box[data-column=charges] .chart')._chart.scales.y.min"
+    )
+    assert y_min == 0  # bars start at zero, so small differences are not exaggerated
     assert chart_series(page, ".chart-box[data-column=plan] .chart.top-values") == ["rows"]
     # The e-mail column has neither a chart nor values on the page.
     assert page.locator(".chart-box[data-column=email]").count() == 0

@@ -233,7 +233,8 @@
       height: spec.height || 200,
       title: spec.title || "",
       legend: { show: spec.series.length > 1 },
-      scales: { x: { time: false } },
+      // Bars start at zero: a y axis fitted to 94..103 would exaggerate small differences.
+      scales: { x: { time: false }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.05 : 1]; } } },
       axes: [
         labels ? { values: function (_, ticks) { return ticks.map(function (t) { return labels[t] != null ? labels[t] : ""; }); } } : {},
         { size: 50 },
