@@ -20,6 +20,7 @@ def test_quickstart_tracks_models_and_suggests_next_steps(cli: Invoke, sdk: Clie
 
     exp = sdk.get_experiment_by_name("quickstart")
     assert exp is not None
+    assert f"http://127.0.0.1:5000/ui/experiments/{exp.experiment_id}" in out  # the run table
     runs = list(sdk.search_all_runs(exp.experiment_id, order_by=["metrics.accuracy DESC"]))
     assert len(runs) >= 3
     for run in runs:

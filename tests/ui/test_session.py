@@ -101,3 +101,43 @@ def test_pages_have_a_strict_policy_and_static_files_are_cached(
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
     escape = http.get("/ui/static/..%2f..%2fconfig.py")
     assert escape.status_code == 404 and "import" not in escape.text
+
+
+def test_without_auth_pages_need_no_sign_in_but_forms_still_need_our_origin(
+    seeded: Seeded, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``--auth none`` on loopback: every caller is an admin, so a page elsewhere that makes
+    the browser post to 127.0.0.1 must still be refused (CSRF against a local server)."""
+    from mlplane.security import local_admin
+
+    srv = ServerProcess(seeded.home)  # MLPLANE_AUTH=none
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            assert http.get("/ui/login").headers["location"] == "/ui/"
+            home = http.get("/ui/")
+            assert home.status_code == 200 and "anonymous" in home.text
+            assert "Sign out" not in home.text  # no session to end
+            eid = seeded.svc.tracking.create_experiment(local_admin("root"), "auth-none-csrf")
+            run = seeded.svc.tracking.create_run(local_admin("root"), eid).info.run_id
+            page = http.get(f"/ui/runs/{run}").text
+            csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            forged = http.post(
+                f"/ui/runs/{run}/delete", data={"csrf": csrf}, headers={"Origin": "https://x.test"}
+            )
+            assert forged.status_code == 403
+            guessed = http.post(
+                f"/ui/runs/{run}/delete", data={"csrf": "0" * 32}, headers={"Origin": srv.url}
+            )
+            assert guessed.status_code == 403
+            assert seeded.svc.tracking.get_run(local_admin("root"), run).info.lifecycle_stage == (
+                "active"
+            )
+            ok = http.post(
+                f"/ui/runs/{run}/delete", data={"csrf": csrf}, headers={"Origin": srv.url}
+            )
+            assert ok.status_code == 303
+            assert seeded.svc.tracking.get_run(local_admin("root"), run).info.lifecycle_stage == (
+                "deleted"
+            )
+    finally:
+        srv.stop()

@@ -69,6 +69,11 @@ def quickstart(
         f"Compare: mlplane{where} runs compare {ranked[0]['run_id'][:8]} {ranked[1]['run_id'][:8]}"
     )
     info("Serve:   mlplane admin bootstrap  (once: an admin token), then mlplane server")
+    if not uri:
+        info(
+            f"Look:    mlplane server --auth none, then open http://127.0.0.1:5000/ui/"
+            f"experiments/{summary['experiment_id']}"
+        )
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
