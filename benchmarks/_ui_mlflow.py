@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _ui_data import BASE_TS, curve, run_spec  # noqa: E402
+from _ui_data import BASE_TS, curve, run_spec
 
 
 def main() -> None:

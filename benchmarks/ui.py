@@ -33,10 +33,10 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import Server, ensure_mlflow_venv, free_port, url_of  # noqa: E402
-from _ui_data import BASE_TS, curve, run_spec  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from _common import Server, ensure_mlflow_venv, free_port, url_of
+from _ui_data import BASE_TS, curve, run_spec
+from rich.console import Console
+from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 "mlflow", mlflow_server(python, tmp_path / "mlflow"), theirs, a
             )
     table = Table(
-        title=f"Page loads in headless Chromium, {a.runs:,} runs (median of {a.repeats}, cold cache)"
+        title=f"Page loads in headless Chromium, {a.runs:,} runs "
+        f"(median of {a.repeats}, cold cache)"
     )
     for col in ("page", "mlplane", "MLflow", "MLflow ÷ mlplane", "goal < 1 s"):
         table.add_column(col, justify="left" if col == "page" else "right")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             label,
             f"{mine:,.0f} ms" if mine else ours_fig.get("error", "—"),
             f"{other:,.0f} ms" if other else theirs_fig.get("error", "—")[:40],
-            f"{other / mine:.1f}×" if mine and other else "—",
+            f"{other / mine:.1f}x" if mine and other else "—",
             "met" if mine and mine < 1000 else "missed",
         )
     console.print(table)
