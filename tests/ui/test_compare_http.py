@@ -131,6 +131,26 @@ def test_the_curves_json_keeps_short_series_whole(viewer: httpx.Client, seeded: 
     assert first["time"] == [m.timestamp for m in history]
 
 
+def test_one_value_per_run_is_drawn_as_bars_not_as_invisible_curves(
+    viewer: httpx.Client, seeded: Seeded
+) -> None:
+    exp = seeded.svc.tracking.create_experiment(ROOT, f"finals-{uuid.uuid4().hex[:6]}")
+    runs = []
+    for i, name in enumerate(("short-a", "short-b", "silent")):
+        rid = seeded.svc.tracking.create_run(ROOT, exp, run_name=name).info.run_id
+        if name != "silent":
+            seeded.svc.tracking.log_batch(
+                ROOT, rid, metrics=MetricColumns(["final"], [0.5 + i / 10], [1], [0])
+            )
+        runs.append(rid)
+    spec = viewer.get(
+        "/ui/api/compare/metrics", params={"runs": ",".join(runs), "key": "final"}
+    ).json()
+    assert spec["kind"] == "bars" and spec["labels"] == ["short-a", "short-b"]
+    assert spec["series"] == [{"label": "final", "y": [0.5, 0.6]}]
+    assert spec["runs_logged"] == 2  # the third run logged no "final"
+
+
 def test_the_curves_json_downsamples_long_series_keeping_ends_and_extremes(
     viewer: httpx.Client, extra: Extra
 ) -> None:

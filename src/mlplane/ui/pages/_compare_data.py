@@ -303,12 +303,25 @@ def curves_spec(
                 "y": [_finite(p.value) for p in points],
             }
         )
+    if series and all(s["total"] <= 1 for s in series):
+        # One value per run (a final score): a curve of single points draws nothing, bars
+        # compare them at a glance.
+        return {
+            "kind": "bars",
+            "title": key,
+            "labels": [s["label"] for s in series],
+            "series": [{"label": key, "y": [s["y"][0] if s["y"] else None for s in series]}],
+            "runs_logged": len(series),
+            "downsampled": 0,
+            "max_points": MAX_POINTS,
+        }
     return {
         "kind": "lines",
         "title": key,
         "x": "step",
         "controls": True,
         "series": series,
+        "runs_logged": len(series),
         "downsampled": cut,
         "max_points": MAX_POINTS,
     }

@@ -234,7 +234,14 @@
       title: spec.title || "",
       legend: { show: spec.series.length > 1 },
       // Bars start at zero: a y axis fitted to 94..103 would exaggerate small differences.
-      scales: { x: { time: false }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.05 : 1]; } } },
+      // ... and the outer bars are drawn whole: half a bar's slot of room on each side.
+      scales: {
+        x: { time: false, range: function (u, min, max) {
+          const half = xs.length > 1 ? (xs[1] - xs[0]) / 2 : 0.5;
+          return [min - half, max + half];
+        } },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.05 : 1]; } },
+      },
       axes: [
         labels ? { values: function (_, ticks) { return ticks.map(function (t) { return labels[t] != null ? labels[t] : ""; }); } } : {},
         { size: 50 },

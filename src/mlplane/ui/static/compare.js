@@ -25,8 +25,9 @@
     if (!el) return;
     const runs = window.MLP.data("compare-runs") || [];
     const parts = [];
-    if (spec.series.length < runs.length) {
-      parts.push((runs.length - spec.series.length) + " of " + runs.length + " runs did not log " + key + ".");
+    const logged = spec.runs_logged != null ? spec.runs_logged : spec.series.length;
+    if (logged < runs.length) {
+      parts.push((runs.length - logged) + " of " + runs.length + " runs did not log " + key + ".");
     }
     if (spec.downsampled) {
       parts.push(spec.downsampled + " of " + spec.series.length + " curves downsampled to at most " +
