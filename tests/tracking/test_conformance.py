@@ -335,3 +335,16 @@ def test_inputs(client: Client, unique: str) -> None:
     eid = run.info.experiment_id
     found = client.search_runs(eid, "datasets.name = 'transactions'").runs
     assert [r.run_id for r in found] == [rid]
+    described = RunInput(
+        kind="dataset",
+        name="frame",
+        digest="d1",
+        source='{"uri": "s3://b/frame.parquet"}',
+        source_type="s3",
+        schema='{"mlflow_colspec": [{"type": "double", "name": "a"}]}',
+        profile='{"num_rows": 3}',
+    )
+    client.log_inputs(rid, [described])
+    assert client.get_run(rid).inputs[-1] == described
+    with pytest.raises(errors.InvalidInput, match="profile"):
+        client.log_inputs(rid, [RunInput(kind="dataset", name="big", profile="x" * 20_000)])

@@ -247,6 +247,26 @@ def test_run_page_context_system_metrics_and_parent(
     assert f'href="/ui/runs/{data["odd"]}" id="parent-run">odd<' in child
 
 
+def test_run_page_shows_a_dataset_input_s_source_profile_and_schema(
+    http: httpx.Client, seeded: Seeded
+) -> None:
+    from mlplane.tracking.entities import RunInput
+
+    svc = seeded.svc.tracking
+    eid = svc.create_experiment(ROOT, f"described-{uuid.uuid4().hex[:6]}")
+    rid = svc.create_run(ROOT, eid).info.run_id
+    schema = '{"mlflow_colspec": [{"type": "double", "name": "<amount>"}]}'
+    svc.log_inputs(
+        ROOT,
+        rid,
+        [RunInput("dataset", "frame", source_type="s3", schema=schema, profile='{"num_rows": 3}')],
+    )
+    row = http.get(f"/ui/runs/{rid}").text.split('<tr data-dataset="frame">', 1)[1]
+    row = row.split("</tr>", 1)[0]
+    assert "<td>s3</td>" in row and "{&#34;num_rows&#34;: 3}" in row
+    assert "&lt;amount&gt;" in row and "<amount>" not in row  # shown as text
+
+
 def test_a_viewer_cannot_delete_a_run(
     http: httpx.Client, seeded: Seeded, data: dict[str, Any]
 ) -> None:

@@ -117,7 +117,7 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
         ):
             metrics[run][k] = value_out(num)
             points[run][k] = (ts, step)
-        for run, kind, name, version, digest, source, context, unhandled in session.execute(
+        for row in session.execute(
             select(
                 RunInputRow.run_id,
                 RunInputRow.kind,
@@ -127,12 +127,27 @@ def load_runs(session: Session, rows: Sequence[Any]) -> list[Run]:
                 RunInputRow.source,
                 RunInputRow.context,
                 RunInputRow.unhandled_pii,  # read as allowed despite unhandled PII
+                RunInputRow.source_type,
+                RunInputRow.schema,
+                RunInputRow.profile,
             )
             .where(_in(RunInputRow.run_id, chunk))
             .order_by(RunInputRow.id)
         ):
+            run, kind, name, version, digest, source, context, unhandled = row[:8]
             inputs[run].append(
-                RunInput(kind, name, version, digest, source, context, allow_pii=bool(unhandled))
+                RunInput(
+                    kind,
+                    name,
+                    version,
+                    digest,
+                    source,
+                    context,
+                    allow_pii=bool(unhandled),
+                    source_type=row.source_type or "",
+                    schema=row.schema or "",
+                    profile=row.profile or "",
+                )
             )
     return [
         Run(

@@ -99,6 +99,12 @@ class RunInput:
     context: str = ""
     allow_pii: bool = False
     """Use a dataset version flagged with unhandled PII anyway (an audited decision)."""
+    source_type: str = ""
+    """Where the data came from, as MLflow names it (``local``, ``s3``, ``http``, ...)."""
+    schema: str = ""
+    """The data's schema as its client described it (MLflow: a JSON column spec)."""
+    profile: str = ""
+    """A short summary of the data (MLflow: JSON such as ``{"num_rows": 10}``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,10 +257,12 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
         """
         for inp in inputs:
             fields = (inp.kind, inp.name, inp.version, inp.digest, inp.source, inp.context)
+            fields += (inp.source_type, inp.schema, inp.profile)
             if not all(isinstance(f, str) for f in fields):
                 raise InvalidInput("input fields (kind, name, version, ...) must be strings")
             if not inp.kind or not inp.name:
                 raise InvalidInput("an input needs a kind and a name")
+            check.input_description(inp.schema, inp.profile)
         flags = [
             self.input_check(p, inp) if self.input_check is not None else False for inp in inputs
         ]
@@ -279,6 +281,9 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
                         context=inp.context,
                         created_at=now,
                         unhandled_pii=unhandled,
+                        source_type=inp.source_type or None,
+                        schema=inp.schema or None,
+                        profile=inp.profile or None,
                     )
                 )
 

@@ -154,6 +154,9 @@ class RunInputRow(Base):
     context: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[int] = mapped_column(BigInteger)
     unhandled_pii: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    schema: Mapped[str | None] = mapped_column(Text, nullable=True)
+    profile: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_run_inputs_run", "run_id"),

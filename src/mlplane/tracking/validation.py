@@ -17,6 +17,9 @@ MAX_NAME_LENGTH = 250
 MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_ARTIFACT_PATH_LENGTH = 1000
 MAX_RESULTS = 50_000
+MAX_INPUT_SCHEMA_LENGTH = 1_048_575
+MAX_INPUT_PROFILE_LENGTH = 16_384
+"""A dataset input's schema and profile, as long as MLflow's server allows them."""
 
 _KEY = re.compile(r"^[\w\-./ :]+$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -174,6 +177,19 @@ def artifact_path(value: str | None, *, allow_root: bool = False) -> str:
     if len(norm) > MAX_ARTIFACT_PATH_LENGTH:
         raise InvalidInput(f"artifact path is longer than {MAX_ARTIFACT_PATH_LENGTH} characters")
     return norm
+
+
+def input_description(schema: str, profile: str) -> None:
+    """A dataset input's schema and profile within their limits."""
+    for what, text, limit in (
+        ("schema", schema, MAX_INPUT_SCHEMA_LENGTH),
+        ("profile", profile, MAX_INPUT_PROFILE_LENGTH),
+    ):
+        if len(text) > limit:
+            raise InvalidInput(
+                f"a dataset input's {what} is {len(text):,} characters; at most {limit:,} are "
+                f"kept: log a shorter {what}"
+            )
 
 
 def max_results(value: int) -> int:

@@ -3,6 +3,8 @@ store mlplane's own SDK reads, and the other way round."""
 
 from __future__ import annotations
 
+import json
+
 import math
 import uuid
 from collections.abc import Iterator
@@ -208,6 +210,26 @@ def test_dataset_inputs_through_the_client(mlflow_client: Any, sdk: Client) -> N
     assert got.tags[0].value == "training"
     (ours,) = sdk.get_run(rid).inputs
     assert (ours.kind, ours.name, ours.context) == ("dataset", "iris", "training")
+
+
+def test_log_input_keeps_the_schema_and_profile_mlflow_computes(sdk: Client) -> None:
+    import mlflow.data
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
+    dataset = mlflow.data.from_pandas(frame, source="s3://bucket/frame.parquet", name="frame")
+    mlflow.set_experiment(_name("log-input"))
+    with mlflow.start_run() as run:
+        mlflow.log_input(dataset, context="training")
+    (got,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert got.dataset.name == "frame" and got.dataset.digest == dataset.digest
+    assert got.dataset.source_type == "s3"  # as the client said, not guessed
+    assert json.loads(got.dataset.schema) == json.loads(dataset._to_mlflow_entity().schema)
+    assert json.loads(got.dataset.profile) == {"num_rows": 3, "num_elements": 6}
+    (ours,) = sdk.get_run(run.info.run_id).inputs
+    assert ours.source_type == "s3" and '"a"' in ours.schema and ours.context == "training"
+    searched = mlflow.search_runs([run.info.experiment_id], output_format="list")
+    assert searched[0].inputs.dataset_inputs[0].dataset.profile == got.dataset.profile
 
 
 def test_sklearn_autolog(sdk: Client) -> None:

@@ -361,7 +361,11 @@ def metric_out(m: Metric) -> Body:
 
 def _dataset_out(inp: RunInput) -> Body:
     dataset: Body = {"name": inp.name, "digest": inp.digest, "source": inp.source}
-    dataset["source_type"] = _source_type(inp.source)
+    dataset["source_type"] = inp.source_type or _source_type(inp.source)
+    if inp.schema:
+        dataset["schema"] = inp.schema
+    if inp.profile:
+        dataset["profile"] = inp.profile
     out: Body = {"dataset": dataset}
     if inp.context:
         out["tags"] = [{"key": TAG_DATA_CONTEXT, "value": inp.context}]
@@ -369,8 +373,8 @@ def _dataset_out(inp: RunInput) -> Body:
 
 
 def _source_type(source: str) -> str:
-    """MLflow's source type, recovered from the source's own shape: the run-input record has
-    no field for it. MLflow writes a source as JSON (``{"uri": ...}``, ``{"url": ...}``,
+    """MLflow's source type, recovered from the source's own shape, for inputs logged
+    without one (our own SDK's, and those stored before it was kept). MLflow writes a source as JSON (``{"uri": ...}``, ``{"url": ...}``,
     ``{"tags": ...}`` for code); mlplane dataset versions are ``mlplane-data:`` references."""
     if source.startswith("mlplane-data:"):
         return "mlplane"
@@ -404,6 +408,12 @@ def dataset_inputs_in(items: Any) -> list[RunInput]:
                 raise MlflowError(
                     f"Missing value for required parameter 'datasets[{i}].dataset.{field}'."
                 )
+        for field in ("source_type", "schema", "profile"):
+            if dataset.get(field) is not None and not isinstance(dataset[field], str):
+                raise MlflowError(
+                    f"Invalid value for parameter 'datasets[{i}].dataset.{field}': "
+                    "expected a string"
+                )
         tags = dict(key_values(item, "tags"))
         out.append(
             RunInput(
@@ -412,6 +422,9 @@ def dataset_inputs_in(items: Any) -> list[RunInput]:
                 digest=dataset["digest"],
                 source=dataset["source"],
                 context=tags.get(TAG_DATA_CONTEXT, ""),
+                source_type=dataset.get("source_type") or "",
+                schema=dataset.get("schema") or "",
+                profile=dataset.get("profile") or "",
             )
         )
     return out
