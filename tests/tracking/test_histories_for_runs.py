@@ -35,7 +35,7 @@ def test_many_runs_at_once_match_one_run_at_a_time(svc: Services) -> None:
                 ["loss"] * len(steps) + ["acc"] * 3,
                 [float(s * (i + 1)) for s in reversed(steps)] + [0.1, 0.2, float("nan")],
                 [1000 + s for s in steps] + [1, 2, 3],
-                steps + [0, 1, 2],
+                [*steps, 0, 1, 2],
             ),
         )
     silent = svc.tracking.create_run(ME, eid).info.run_id  # logged nothing

@@ -4,7 +4,6 @@ store mlplane's own SDK reads, and the other way round."""
 from __future__ import annotations
 
 import json
-
 import math
 import uuid
 from collections.abc import Iterator

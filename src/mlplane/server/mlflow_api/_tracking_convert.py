@@ -374,7 +374,8 @@ def _dataset_out(inp: RunInput) -> Body:
 
 def _source_type(source: str) -> str:
     """MLflow's source type, recovered from the source's own shape, for inputs logged
-    without one (our own SDK's, and those stored before it was kept). MLflow writes a source as JSON (``{"uri": ...}``, ``{"url": ...}``,
+    without one (our own SDK's, and those stored before it was kept). MLflow writes a
+    source as JSON (``{"uri": ...}``, ``{"url": ...}``,
     ``{"tags": ...}`` for code); mlplane dataset versions are ``mlplane-data:`` references."""
     if source.startswith("mlplane-data:"):
         return "mlplane"
