@@ -212,7 +212,7 @@ def test_the_charts_refresh_from_the_timeline_endpoint(
         ROOT, [window(d.deployment_id, 2, now_ms() - 5_000, requests=40)]
     )
     page.wait_for_function(
-        "() => document.getElementById('live-charts').dataset.refreshed", timeout=15_000
+        "() => document.getElementById('live-charts').dataset.refreshed", timeout=40_000
     )
     assert chart_series(page, "#chart-rps") == ["v2"]
     assert page.locator("#live-charts").get_attribute("data-stale") is None

@@ -148,7 +148,7 @@ def test_run_page_charts_metrics_and_previews_artifacts(page: Any, seeded: Seede
     assert page.locator('#metrics tr[data-metric="loss"] td').nth(4).inner_text() == "100"
     assert "0.1" in page.locator("#params").inner_text()
     link = page.locator("#datasets a")
-    assert link.get_attribute("href", timeout=1000).startswith("/ui/datasets/churn?version=2")
+    assert link.get_attribute("href").startswith("/ui/datasets/churn?version=2")
     assert "growth" in page.locator("#tags").inner_text()
     trained = page.locator('#models tr[data-registered="churn-model@1"] a')
     assert (trained.get_attribute("href") or "").startswith("/ui/models/churn-model?version=1")
