@@ -112,6 +112,9 @@ def test_show_table_and_json(cli: Invoke, sdk: Client) -> None:
             "source": "",
             "context": "",
             "allow_pii": False,
+            "source_type": "",
+            "schema": "",
+            "profile": "",
         }
     ]
     assert [a["path"] for a in data["artifacts"]] == ["notes/readme.txt"]

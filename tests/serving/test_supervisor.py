@@ -235,7 +235,7 @@ def answered_by(base: str, name: str, tries: int = 40, **client: Any) -> set[str
     worker per connection)."""
     seen = set()
     for _ in range(tries):
-        with httpx.Client(timeout=10, **client) as c:
+        with httpx.Client(timeout=30, **client) as c:  # a fresh worker on a loaded machine
             r = predict(c, base, name)
             assert r.status_code == 200, r.text
             seen.add(r.headers[WORKER])

@@ -73,13 +73,16 @@ def seed_traffic(svc: Services, seeded: Seeded) -> Traffic:
         return seeded.extra["ui-deployments"]  # type: ignore[no-any-return]
     now = now_ms()
     live = svc.deployments.get(ROOT, seeded.deployment)
+    # The A/B report counts traffic since the split began (at seeding): only the two
+    # ``recent`` windows. The history before them ends before the split, however soon
+    # after seeding this runs.
+    split_at = svc.deployments.history(ROOT, seeded.deployment)[-1].time
+    before = min(now, split_at) - 1
     windows = []
     for m in range(1, 31):
-        end = now - m * MINUTE
+        end = before - (m - 1) * MINUTE
         windows.append(window(live.deployment_id, 1, end, requests=70, errors=m % 3))
         windows.append(window(live.deployment_id, 2, end, requests=30, errors=1, latency_ms=14))
-    # The A/B report counts traffic since the split began (at seeding): these windows only.
-    split_at = svc.deployments.history(ROOT, seeded.deployment)[-1].time
     recent = max(now, split_at + 1)
     windows.append(window(live.deployment_id, 1, recent, requests=210, errors=2))
     windows.append(window(live.deployment_id, 2, recent, requests=90, errors=6, latency_ms=14))
