@@ -293,3 +293,25 @@ def test_configure_and_delete(svc: Services) -> None:
     with pytest.raises(Conflict, match="no earlier"):
         svc.deployments.create(ME, "api", "fraud@1")
         svc.deployments.rollback(ME, "api")
+
+
+@pytest.mark.parametrize(
+    ("since_s", "bucket_s", "says"),
+    [
+        (3600, 0, "at least 1 second"),
+        (3600, 1e-6, "at least 1 second"),  # once a zero-length bucket, a 500
+        (-1, 60, "since above 0"),
+        (float("inf"), 60, "finite"),
+        (3600, float("nan"), "finite"),
+        (1e300, 60, "at most 400 days"),
+        (86_400 * 30, 1, "100,000 buckets"),
+    ],
+)
+def test_a_timeline_refuses_spans_and_buckets_it_cannot_compute(
+    svc: Services, since_s: float, bucket_s: float, says: str
+) -> None:
+    _register(svc, 1)
+    svc.deployments.create(ME, "d", "fraud@1")
+    with pytest.raises(InvalidInput, match=says):
+        svc.deployments.timeline(ME, "d", since_s=since_s, bucket_s=bucket_s)
+    assert svc.deployments.timeline(ME, "d", since_s=3600, bucket_s=1) == []

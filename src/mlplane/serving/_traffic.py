@@ -9,6 +9,7 @@ the database sees a few rows per second whatever the request rate.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +38,9 @@ K = TypeVar("K", bound=Hashable)
 WORKER_ALIVE_MS = 15_000
 """A worker not seen for this long is listed as gone."""
 MAX_LABEL_BYTES = 64 * 1024
+MAX_TIMELINE_S = 400 * 86_400
+MAX_TIMELINE_BUCKETS = 100_000
+"""A timeline's longest span and most buckets: bounded work for any query."""
 
 
 def version_from_request_id(request_id: str) -> int | None:
@@ -268,8 +272,15 @@ class TrafficMixin:
         UI and reports chart. Each item: time (bucket start, ms), version, kind, requests,
         errors, error_rate, p50_ms, p99_ms, rps."""
 
-        if bucket_s <= 0 or since_s <= 0:
-            raise InvalidInput("since and bucket must be above 0 seconds")
+        if not (math.isfinite(since_s) and math.isfinite(bucket_s)):
+            raise InvalidInput("since and bucket must be finite numbers of seconds")
+        if bucket_s < 1 or since_s <= 0:
+            raise InvalidInput("the bucket must be at least 1 second and since above 0 seconds")
+        if since_s > MAX_TIMELINE_S or since_s / bucket_s > MAX_TIMELINE_BUCKETS:
+            raise InvalidInput(
+                f"a timeline spans at most {MAX_TIMELINE_S // 86_400:.0f} days in at most "
+                f"{MAX_TIMELINE_BUCKETS:,} buckets: widen the bucket or shorten since"
+            )
         now = now_ms()
         since = now - int(since_s * 1000)
         bucket = int(bucket_s * 1000)
