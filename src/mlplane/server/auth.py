@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -95,7 +96,7 @@ class AuthMiddleware:
             scope[SCOPE_KEY] = await self._principal(scope, source, ui=ui)
         except errors.MlplaneError as exc:
             if ui and isinstance(exc, errors.Unauthenticated) and _page_view(scope):
-                await _to_login(scope, exc)(scope, receive, send)
+                await _to_login(scope)(scope, receive, send)
             else:
                 await _refusal(path, exc)(scope, receive, send)
             return
@@ -142,10 +143,8 @@ def _page_view(scope: Scope) -> bool:
     return scope["method"] in ("GET", "HEAD") and not scope["path"].startswith(UI_API)
 
 
-def _to_login(scope: Scope, exc: errors.MlplaneError) -> Response:
+def _to_login(scope: Scope) -> Response:
     """To the login page, back here after it; a stale session cookie is dropped."""
-    from urllib.parse import quote
-
     target = scope["path"] + (
         ("?" + scope["query_string"].decode()) if scope["query_string"] else ""
     )

@@ -256,8 +256,8 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
         unless the input says ``allow_pii``.
         """
         for inp in inputs:
-            fields = (inp.kind, inp.name, inp.version, inp.digest, inp.source, inp.context)
-            fields += (inp.source_type, inp.schema, inp.profile)
+            fields = (inp.kind, inp.name, inp.version, inp.digest, inp.source, inp.context,
+                      inp.source_type, inp.schema, inp.profile)  # fmt: skip
             if not all(isinstance(f, str) for f in fields):
                 raise InvalidInput("input fields (kind, name, version, ...) must be strings")
             if not inp.kind or not inp.name:
@@ -352,20 +352,7 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
         self, p: Principal, run_id: str, keys: Sequence[str] | None = None
     ) -> dict[str, list[Metric]]:
         """Histories of several metrics of one run (all when ``keys`` is None)."""
-        with self._guard.unit(write=False) as s:
-            run, _ = self._run_for(s, p, run_id, Permission.READ, "run.read")
-            q = (
-                select(MetricKeyRow.key, MetricRow.value, MetricRow.timestamp, MetricRow.step)
-                .join(MetricKeyRow, MetricKeyRow.id == MetricRow.key_id)
-                .where(MetricRow.run_seq == run.seq)
-            )
-            if keys is not None:
-                q = q.where(MetricKeyRow.key.in_(list(keys)))
-            q = q.order_by(MetricRow.key_id, MetricRow.step, MetricRow.timestamp, MetricRow.id)
-            out: dict[str, list[Metric]] = {}
-            for k, v, ts, step in s.execute(q):
-                out.setdefault(k, []).append(Metric(k, _rows.value_out(v), ts, step))
-            return out
+        return self.get_metric_histories_for_runs(p, [run_id], keys)[run_id]
 
     def get_metric_histories_for_runs(
         self, p: Principal, run_ids: Sequence[str], keys: Sequence[str] | None = None

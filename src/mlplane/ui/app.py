@@ -3,11 +3,10 @@ files (our CSS and JS, and uPlot from npm, vendored) under ``/ui/static``."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -100,9 +99,3 @@ def install(app: FastAPI) -> None:
     for module in PAGES:
         app.include_router(module.router)
     app.mount("/ui/static", _Static(directory=render.STATIC), name="ui-static")
-
-
-def error_page(request: Request, status: int, exc: Any) -> HTMLResponse:
-    """A domain error on a page, as a page (the status stays the API's)."""
-    message = getattr(exc, "message", None) or str(getattr(exc, "detail", "")) or "error"
-    return render.error_page(request, status, message)

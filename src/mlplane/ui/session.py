@@ -13,6 +13,7 @@ import hmac
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.responses import Response
 
 from mlplane import errors
 from mlplane.server.auth import COOKIE, VIA_KEY
@@ -62,8 +63,8 @@ def check_form(request: Request, token: str | None) -> None:
         )
 
 
-def set_session(response: object, token: str, *, secure: bool, max_age: int) -> None:
-    response.set_cookie(  # type: ignore[attr-defined]
+def set_session(response: Response, token: str, *, secure: bool, max_age: int) -> None:
+    response.set_cookie(
         COOKIE,
         token,
         max_age=max_age,
@@ -74,5 +75,5 @@ def set_session(response: object, token: str, *, secure: bool, max_age: int) -> 
     )
 
 
-def clear_session(response: object) -> None:
-    response.delete_cookie(COOKIE, path="/ui")  # type: ignore[attr-defined]
+def clear_session(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/ui")

@@ -282,7 +282,7 @@ def curves_spec(
 ) -> dict[str, Any]:
     """The "lines" spec of one metric over the runs that logged it; each series keeps its
     run's colour index. ``downsampled`` counts the series cut to ``max_points``."""
-    series = []
+    series: list[dict[str, Any]] = []
     cut = 0
     logged = [run.info.run_id for run in runs if key in run.data.metrics]
     histories = svc.tracking.get_metric_histories_for_runs(me, logged, [key]) if logged else {}

@@ -10,13 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from mlplane.datasets.entities import DatasetVersion, LineageRun
+from mlplane.datasets.entities import DatasetVersion
 from mlplane.errors import InvalidInput
 from mlplane.projects import DEFAULT_PROJECT
-from mlplane.registry.entities import ModelVersion
-from mlplane.security import Principal
 from mlplane.server.permissions import requires
-from mlplane.services import Services
 from mlplane.ui import render
 from mlplane.ui.pages import _datasets_diff as diffs
 from mlplane.ui.pages import _datasets_view as view
@@ -82,13 +79,6 @@ def _list(request: Request, project: str | None) -> HTMLResponse:
     )
 
 
-def _models_from(
-    svc: Services, me: Principal, runs: list[LineageRun], project: str
-) -> list[ModelVersion]:
-    """Model versions registered from any of ``runs``."""
-    return svc.registry.versions_by_runs(me, [r.run_id for r in runs], project=project)
-
-
 def _selector(version: str | None, newest: int) -> str:
     if version is None or version == "":
         return str(newest)
@@ -115,7 +105,7 @@ def _show(request: Request, name: str, project: str, version: str | None) -> HTM
         pii=[(f.path, c) for f in v.files if f.pii is not None for c in f.pii.columns],
         quality=view.quality_badge(v),
         lineage=lineage,
-        models=_models_from(svc, me, lineage.runs, project),
+        models=svc.registry.versions_by_runs(me, [r.run_id for r in lineage.runs], project=project),
     )
 
 
