@@ -79,6 +79,53 @@ def test_unchanged_re_add_creates_nothing_and_reads_nothing(svc: Services, tmp_p
     assert again.files_rehashed == 0 and again.bytes_in == 0
 
 
+def test_an_unchanged_folder_is_known_by_one_tree_cache_row(svc: Services, tmp_path: Path) -> None:
+    from mlplane.datasets.tables import HashCacheRow, TreeCacheRow
+
+    src = _folder(tmp_path / "src", rows=100)
+    svc.data.add(ME, "t", src)
+    with svc.db.write() as s:  # without the per-file cache, only the tree row can tell
+        s.query(HashCacheRow).delete()
+        assert s.query(TreeCacheRow).count() == 1
+    again = svc.data.add(ME, "t", src)
+    assert not again.created and again.files_rehashed == 0 and again.bytes_in == 0
+    # A file touched (same bytes, new mtime) no longer matches the tree row: the files are
+    # read again, found identical, and still no version is made.
+    st = (src / "README.md").stat()
+    os.utime(src / "README.md", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    touched = svc.data.add(ME, "t", src)
+    assert not touched.created and touched.files_rehashed == 3
+    # Edited: a new version, and the tree row now stands for it.
+    (src / "README.md").write_text("edited\n")
+    edited = svc.data.add(ME, "t", src)
+    assert edited.created and edited.version.version == 2 and edited.files_rehashed == 1
+    assert not svc.data.add(ME, "t", src).created
+    with svc.db.read() as s:
+        row = s.query(TreeCacheRow).one()
+        assert row.version_digest == edited.version.digest
+    # A file added to the folder changes the listing.
+    (src / "new.txt").write_text("new\n")
+    assert svc.data.add(ME, "t", src).version.version == 3
+
+
+def test_the_tree_cache_keeps_apart_sources_and_pii_policies(svc: Services, tmp_path: Path) -> None:
+    from mlplane.datasets.tables import TreeCacheRow
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "people.csv").write_text("id,email\n1,ann@example.com\n2,bob@example.com\n")
+    masked = svc.data.add(ME, "people", src, pii="mask")
+    plain = svc.data.add(ME, "raw", src, pii="allow")
+    assert masked.version.digest != plain.version.digest
+    with svc.db.read() as s:
+        assert s.query(TreeCacheRow).count() == 2
+    # Each dataset's unchanged re-add (its policy inherited) finds its own row.
+    for name, first in (("people", masked), ("raw", plain)):
+        again = svc.data.add(ME, name, src)
+        assert not again.created and again.bytes_in == 0
+        assert again.version.digest == first.version.digest
+
+
 def test_versions_are_immutable_and_an_append_stores_little(svc: Services, tmp_path: Path) -> None:
     src = _folder(tmp_path / "src", rows=1_000_000)  # ~15 MB: many 1 MiB chunks
     first = svc.data.add(ME, "t", src)

@@ -32,12 +32,13 @@ from mlplane import projects
 from mlplane.blobs.store import PREFIX
 from mlplane.datasets.entities import AddResult
 from mlplane.datasets.storing import (
+    Listing,
     StoredFile,
     cache_keys,
-    cache_keys_and_stats,
     cache_rows,
     chunks_json,
     store_files,
+    tree_listing,
 )
 from mlplane.datasets.tables import (
     DatasetFileRow,
@@ -45,6 +46,7 @@ from mlplane.datasets.tables import (
     DatasetTagRow,
     DatasetVersionRow,
     HashCacheRow,
+    TreeCacheRow,
 )
 from mlplane.db.engine import now_ms
 from mlplane.errors import InvalidInput, QualityGateFailed
@@ -173,12 +175,21 @@ class AddingMixin:
             if newest is not None and newest.pii_policy
             else parse_policy(None)
         )
+        listing = tree_listing(files)
         if inherited and newest is not None and derived_from is None:
-            # Unchanged files are known by the hash cache: no need to read anything.
-            known = _cached_digests(self._db, files, newest.pii_policy)
-            if known is not None and version_digest(known) == newest.digest:
+            # An unchanged source is known by the tree cache (one row), else by the hash
+            # cache (a row per file): either way, nothing is read.
+            key = _tree_key(root, newest.pii_policy)
+            unchanged = self._tree_hit(key) == (listing.digest, newest.digest)
+            if not unchanged:
+                known = _cached_digests(self._db, files, newest.pii_policy, listing)
+                unchanged = known is not None and version_digest(known) == newest.digest
+                if unchanged:
+                    with self._db.write() as s:
+                        s.merge(_tree_row(key, listing, newest.digest))
+            if unchanged:
                 if progress:
-                    progress(sum(size for _, size, _ in known))
+                    progress(sum(st.st_size for st in listing.stats))
                 return AddResult(
                     version=self.get(p, f"{name}@{newest.version}", project=project),
                     created=False,
@@ -186,6 +197,7 @@ class AddingMixin:
                     bytes_stored=0,
                     files_rehashed=0,
                 )
+        listed = listing.of(files)
         chunks = self._chunks()
         # Nothing can refuse or rewrite the files when there is no contract and the policy
         # only detects: then the bytes are stored while the tables are scanned, one core
@@ -193,7 +205,9 @@ class AddingMixin:
         early = None
         if contract_obj is None and not _may_change_or_refuse(policy):
             pool = ThreadPoolExecutor(1, thread_name_prefix="mlplane-store")
-            early = pool.submit(store_files, self._db, chunks, files, progress=progress)
+            early = pool.submit(
+                store_files, self._db, chunks, files, progress=progress, listed=listed
+            )
             pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix="mlplane-add-") as work:
             try:
@@ -215,10 +229,14 @@ class AddingMixin:
             else:
                 originals = [(r, f) for r, f in files if r not in _replaced(passed)]
                 masked = [(r, passed.tables[r].stored_path) for r in _replaced(passed)]
-                first = store_files(self._db, chunks, originals, progress=progress)
+                first = store_files(self._db, chunks, originals, progress=progress, listed=listed)
                 second = store_files(self._db, chunks, masked, progress=progress, use_cache=False)
         stored = {f.rel: f for f in first.files + second.files}
         self._remember_masked(dict(files), second.files, policy)
+        tree = None
+        if derived_from is None:
+            recorded = policy.to_json() if _has_policy(policy) else None
+            tree = (_tree_key(root, recorded), listing)
         version_no, created = self._record(
             p,
             project,
@@ -229,6 +247,7 @@ class AddingMixin:
             policy,
             derived_from,
             derivation,
+            tree,
         )
         return AddResult(
             version=self.get(p, f"{name}@{version_no}", project=project),
@@ -237,6 +256,12 @@ class AddingMixin:
             bytes_stored=first.bytes_stored + second.bytes_stored,
             files_rehashed=first.rehashed + second.rehashed,
         )
+
+    def _tree_hit(self, key: str) -> tuple[str, str] | None:
+        """The tree cache's (listing digest, version digest) for ``key``, if any."""
+        with self._db.read() as s:
+            row = s.get(TreeCacheRow, key)
+            return None if row is None else (row.listing, row.version_digest)
 
     def _remember_masked(
         self, originals: dict[str, str], masked: list[StoredFile], policy: PiiPolicy
@@ -302,8 +327,12 @@ class AddingMixin:
         policy: PiiPolicy,
         derived_from: str | None,
         derivation: Mapping[str, Any] | None,
+        tree: tuple[str, Listing] | None = None,
     ) -> tuple[int, bool]:
-        """Write the version and its file rows in one transaction; (number, created)."""
+        """Write the version and its file rows in one transaction; (number, created).
+
+        ``tree`` (tree cache key, listing) is remembered as having become this version's
+        digest, in the same transaction."""
         from mlplane.datasets import profile_data as profile_mod
 
         digest = version_digest([(f.rel, f.size, f.digest) for f in files])
@@ -316,6 +345,8 @@ class AddingMixin:
                 ds = DatasetRow(project_id=proj.id, name=name, created_at=now_ms())
                 s.add(ds)
                 s.flush()
+            if tree is not None:
+                s.merge(_tree_row(tree[0], tree[1], digest))
             newest = self._newest(s, proj.id, name)
             if newest is not None and newest.digest == digest:
                 return newest.version, False
@@ -411,25 +442,41 @@ def _replaced(passed: PassResult) -> set[str]:
 
 
 def _policy_key(path: str | Path, policy_json: str) -> str:
-    return f"{cache_keys([path])[0]}\0pii:{_policy_tag(policy_json)}"
+    return _masked_key(cache_keys([path])[0], _policy_tag(policy_json))
+
+
+def _masked_key(key: str, tag: str) -> str:
+    """The hash cache's key for what a file became under a rewriting PII policy: the
+    policy first (a real path starts with a separator, so the two cannot collide; no NUL,
+    which PostgreSQL text refuses)."""
+    return f"pii:{tag}:{key}"
 
 
 def _policy_tag(policy_json: str) -> str:
     return blake3.blake3(policy_json.encode()).hexdigest()[:16]
 
 
+def _tree_key(root: Path, policy_json: str | None) -> str:
+    """The tree cache's key: the source's real path and the PII policy it is added under."""
+    return f"pii:{_policy_tag(policy_json) if policy_json else '-'}:{os.path.realpath(root)}"
+
+
+def _tree_row(key: str, listing: Listing, digest: str) -> TreeCacheRow:
+    return TreeCacheRow(key=key, listing=listing.digest, version_digest=digest, updated_at=now_ms())
+
+
 def _cached_digests(
-    db: Any, files: Sequence[tuple[str, str]], policy_json: str | None
+    db: Any, files: Sequence[tuple[str, str]], policy_json: str | None, listing: Listing
 ) -> list[tuple[str, int, str]] | None:
     """(path, size, digest) of every file from the hash cache, or None if any changed.
 
     The caller compares the result with the newest version, whose rows keep the
     chunks alive, so the chunks need no existence check here.
     """
-    resolved, stats = cache_keys_and_stats([p for _, p in files])
+    resolved, stats = listing.keys, listing.stats
     keys = {k: (rel, st) for k, (rel, _), st in zip(resolved, files, stats, strict=True)}
     tag = _policy_tag(policy_json) if policy_json else None
-    masked = {f"{k}\0pii:{tag}": k for k in resolved} if tag else {}
+    masked = {_masked_key(k, tag): k for k in resolved} if tag else {}
     found = cache_rows(db, list(keys) + list(masked))
     for mkey, key in masked.items():
         if mkey in found:  # the file as the policy rewrote it

@@ -142,8 +142,11 @@ class DataService(AddingMixin, SamplingMixin):
                 f"SELECT {', '.join(cols)} FROM {DatasetFileRow.__tablename__} "
                 f"WHERE version_id = {'?' if self._db.is_sqlite else '%s'} ORDER BY path"
             )
-            for path, size, digest, profile, pii in s.connection().exec_driver_sql(sql, (row.id,)):
-                listed.append(
+            # The driver's own cursor: SQLAlchemy's result rows cost more than the query.
+            cursor = s.connection().connection.cursor()
+            try:
+                cursor.execute(sql, (row.id,))
+                listed = [
                     DatasetFile(
                         path,
                         size,
@@ -151,7 +154,10 @@ class DataService(AddingMixin, SamplingMixin):
                         profile_mod.from_json(profile) if profile else None,
                         PiiReport.from_json(pii) if pii else None,
                     )
-                )
+                    for path, size, digest, profile, pii in cursor.fetchall()
+                ]
+            finally:
+                cursor.close()
         return DatasetVersion(
             name=ds.name,
             version=row.version,

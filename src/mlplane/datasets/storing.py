@@ -58,6 +58,31 @@ def file_digest(refs: Sequence[ChunkRef]) -> str:
     return PREFIX + blake3.blake3("\n".join(r.digest for r in refs).encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A source's files as they are now: each file's cache key and ``stat``, in the order
+    of the file list, and a digest of every (relative path, size, mtime, inode, device)."""
+
+    keys: list[str]
+    stats: list[os.stat_result]
+    digest: str
+
+    def of(self, files: Sequence[tuple[str, str | Path]]) -> dict[str, tuple[str, os.stat_result]]:
+        """``path -> (key, stat)`` for ``files`` (those the listing was made from)."""
+        pairs = zip(files, self.keys, self.stats, strict=True)
+        return {os.fspath(p): (k, st) for (_, p), k, st in pairs}
+
+
+def tree_listing(files: Sequence[tuple[str, str | Path]]) -> Listing:
+    """The listing of ``(rel, path)`` files, with one ``lstat`` per file."""
+    keys, stats = cache_keys_and_stats([p for _, p in files])
+    text = "".join(
+        f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}\n"
+        for (rel, _), st in zip(files, stats, strict=True)
+    )
+    return Listing(keys, stats, PREFIX + blake3.blake3(text.encode()).hexdigest())
+
+
 def cache_keys(paths: Sequence[str | Path]) -> list[str]:
     """The hash cache's key of each file: its real path, as ``Path.resolve()`` gives it."""
     return cache_keys_and_stats(paths)[0]
@@ -69,17 +94,18 @@ def cache_keys_and_stats(paths: Sequence[str | Path]) -> tuple[list[str], list[o
     file costs five times as much; 100,000 files sit in a few hundred folders)."""
     real: dict[str, str] = {}
     keys, stats = [], []
+    lstat, is_link, sep = os.lstat, stat.S_ISLNK, os.sep
     for p in paths:
         text = os.fspath(p)
-        st = os.lstat(text)
-        if stat.S_ISLNK(st.st_mode):  # a link to a file: keyed and sized by its target
+        st = lstat(text)
+        if is_link(st.st_mode):  # a link to a file: keyed and sized by its target
             keys.append(os.path.realpath(text))
             stats.append(os.stat(text))
             continue
-        folder, name = os.path.split(text)
+        folder, _, name = text.rpartition(sep)  # what os.path.split does, for less
         if folder not in real:
-            real[folder] = os.path.realpath(folder or ".")
-        keys.append(os.path.join(real[folder], name))
+            real[folder] = os.path.realpath(folder or (sep if text.startswith(sep) else "."))
+        keys.append(real[folder].rstrip(sep) + sep + name)
         stats.append(st)
     return keys, stats
 
@@ -91,10 +117,18 @@ def store_files(
     *,
     progress: Callable[[int], None] | None = None,
     use_cache: bool = True,
+    listed: dict[str, tuple[str, os.stat_result]] | None = None,
 ) -> StoreResult:
-    """Store ``(rel, path)`` files; unchanged files (by the hash cache) are not read."""
+    """Store ``(rel, path)`` files; unchanged files (by the hash cache) are not read.
+
+    ``listed`` gives files' keys and stats taken already (``Listing.of``); the others are
+    taken here."""
     out = StoreResult()
-    keys, stats = cache_keys_and_stats([p for _, p in files])
+    if listed is not None and all(os.fspath(p) in listed for _, p in files):
+        keys = [listed[os.fspath(p)][0] for _, p in files]
+        stats = [listed[os.fspath(p)][1] for _, p in files]
+    else:
+        keys, stats = cache_keys_and_stats([p for _, p in files])
     cache = _cached(db, chunks, keys) if use_cache else {}
     refs: list[list[ChunkRef] | None] = [None] * len(files)
     skipped = 0

@@ -6,7 +6,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
-    Index,
     Integer,
     String,
     Text,
@@ -92,4 +91,20 @@ class HashCacheRow(Base):
     digest: Mapped[str] = mapped_column(String(80))
     chunks: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_hash_cache_digest", "digest"),)
+
+class TreeCacheRow(Base):
+    """What a local folder (or file) last became, for a re-add that reads nothing.
+
+    ``key`` is the source's real path and the PII policy it was added under; ``listing``
+    a digest of every file's relative path, size, mtime and inode; ``version_digest``
+    the digest of the version that listing was stored as. When a folder's listing and
+    the dataset's newest version still match, the add is a no-op without a single
+    per-file lookup (100,000 files: one row instead of 100,000).
+    """
+
+    __tablename__ = "tree_cache"
+
+    key: Mapped[str] = mapped_column(String(2100), primary_key=True)
+    listing: Mapped[str] = mapped_column(String(80))
+    version_digest: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[int] = mapped_column(BigInteger)

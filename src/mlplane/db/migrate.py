@@ -19,7 +19,7 @@ from mlplane.errors import SchemaOutdated
 if TYPE_CHECKING:  # Alembic loads only to migrate: checking the revision is one query
     from alembic.config import Config
 
-HEAD_REVISION = "0014_input_schema"
+HEAD_REVISION = "0015_tree_cache"
 """The newest revision; a test pins it to the head of the shipped scripts."""
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
