@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -98,7 +97,6 @@ def add(
         from mlplane.datasets.contracts import load_contract
 
         text = load_contract(contract).to_json()
-    total = _tree_size(path)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -108,7 +106,7 @@ def add(
         transient=True,
         disable=as_json,
     ) as bar:
-        task = bar.add_task(f"adding {name}", total=total or None)
+        task = bar.add_task(f"adding {name}", total=None)
         result = client(ctx).transport.add_dataset(
             name,
             path,
@@ -116,6 +114,7 @@ def add(
             progress=lambda n: bar.advance(task, n),
             contract=text,
             pii=_pii_option(pii),
+            total=lambda n: bar.update(task, total=n or None),
         )
     if as_json:
         print_json(result)
@@ -229,24 +228,6 @@ def tag(
     """Point a tag (e.g. prod) at a version."""
     v = client(ctx).transport.tag_dataset(ref, tag_name, project=project)
     info(f"{v.name}@{tag_name} -> version {v.version}")
-
-
-def _tree_size(path: Path) -> int:
-    """Bytes under ``path`` for the progress bar: one ``scandir`` walk, no ``Path`` per file
-    (a folder can hold 100,000 files)."""
-    if not path.exists():
-        return 0
-    if path.is_file():
-        return path.stat().st_size
-    total, stack = 0, [os.fspath(path)]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for e in entries:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif e.is_file(follow_symlinks=False):
-                    total += e.stat(follow_symlinks=False).st_size
-    return total
 
 
 @app.command("rm")

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from mlplane.cli._common import JsonOption, cells, client, console, err_console, info, print_json
-from mlplane.importers.mlflow import (
-    KINDS,
-    ImportReport,
-    MlflowImport,
-    MlflowSource,
-    RestSource,
-    open_source,
-)
 from mlplane.projects import DEFAULT_PROJECT
+
+if TYPE_CHECKING:  # the importer loads when the command runs, not with every command
+    from mlplane.importers.mlflow import ImportReport, MlflowSource
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -56,6 +53,8 @@ def mlflow(
     """Import experiments, runs (metrics, params, tags, inputs, artifacts), registered models,
     versions and aliases. Run it again to resume: what was imported is skipped. Exits 1 when
     something failed (the summary lists what)."""
+    from mlplane.importers.mlflow import MlflowImport, RestSource, open_source
+
     src: MlflowSource
     if source.startswith(("http://", "https://")):
         auth = (user, password or "") if user else None
@@ -98,6 +97,8 @@ def mlflow(
 
 
 def _summary(report: ImportReport) -> None:
+    from mlplane.importers.mlflow import KINDS
+
     verb = "would import" if report.dry_run else "imported"
     table = Table(title=f"MLflow import from {report.source}", title_justify="left")
     for head in ("What", verb.capitalize(), "Skipped", "Failed"):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,7 +20,9 @@ from mlplane.cli._common import (
     print_json,
 )
 from mlplane.projects import DEFAULT_PROJECT
-from mlplane.serving.batch import BatchResult, InputSource, ModelSource, predict_batch
+
+if TYPE_CHECKING:  # pandas and pyarrow load when the command runs, not with every command
+    from mlplane.serving.batch import BatchResult, InputSource
 
 DATA_PREFIX = "data:"
 
@@ -66,6 +69,8 @@ def predict(
     Parts are written as they finish; after a crash, the same command redoes only the
     missing ones.
     """
+    from mlplane.serving.batch import ModelSource, predict_batch
+
     transport = client(ctx).transport
     version, folder, _ = transport.fetch_model(ref, project=project)
     model = ModelSource(Path(folder), version.ref, version.manifest_sha256)

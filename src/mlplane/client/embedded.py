@@ -180,7 +180,9 @@ class EmbeddedTransport(EmbeddedDeployments, Transport):
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
         return self._t.iter_artifact(self.principal, run_id, path)
 
-    def add_dataset(self, name, source, *, project, progress, contract=None, pii=None) -> AddResult:  # type: ignore[no-untyped-def]
+    def add_dataset(
+        self, name, source, *, project, progress, contract=None, pii=None, total=None
+    ) -> AddResult:  # type: ignore[no-untyped-def]  # noqa: E501
         return self.services.data.add(
             self.principal,
             name,
@@ -189,6 +191,7 @@ class EmbeddedTransport(EmbeddedDeployments, Transport):
             progress=progress,
             contract=contract,
             pii=pii,
+            total=total,
         )
 
     def sample_dataset(

@@ -165,8 +165,10 @@ class Transport(DeploymentCalls):
         progress: Callable[[int], None] | None,
         contract: str | None = None,
         pii: str | Mapping[str, str] | None = None,
+        total: Callable[[int], None] | None = None,
     ) -> AddResult:
-        """``contract`` is the JSON of a loaded :class:`Contract` (checked client-side first)."""
+        """``contract`` is the JSON of a loaded :class:`Contract` (checked client-side first);
+        ``total`` is told the bytes the add will read, once known (for a progress bar)."""
 
     @abc.abstractmethod
     def sample_dataset(

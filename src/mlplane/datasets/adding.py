@@ -112,6 +112,7 @@ class AddingMixin:
         pii: str | Mapping[str, str] | PiiPolicy | None = None,
         derived_from: str | None = None,
         derivation: Mapping[str, Any] | None = None,
+        total: Callable[[int], None] | None = None,
     ) -> AddResult:
         """Store ``source`` (a file or a folder) as the next version of ``name``.
 
@@ -123,6 +124,8 @@ class AddingMixin:
                 ``"allow"`` or a per-column mapping with ``"*"`` as the default).
                 ``None`` keeps the dataset's current policy; a dataset without one is
                 scanned and flagged when PII is found.
+            total: told the bytes of the source once listed, for a progress bar
+                (``progress`` is then told each step).
 
         Raises:
             InvalidInput: bad name, missing source, unreadable table, bad contract.
@@ -176,6 +179,8 @@ class AddingMixin:
             else parse_policy(None)
         )
         listing = tree_listing(files)
+        if total is not None:
+            total(sum(st.st_size for st in listing.stats))
         if inherited and newest is not None and derived_from is None:
             # An unchanged source is known by the tree cache (one row), else by the hash
             # cache (a row per file): either way, nothing is read.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplane.registry import integrity
-from mlplane.registry.entities import ModelFile
+from mlplane.registry.entities import META_FILE, ModelFile
 from mlplane.registry.export import to_onnx
 from mlplane.registry.flavors import detect
 from mlplane.registry.scan import ScanReport, scan_path
@@ -20,8 +20,6 @@ from mlplane.registry.signature import Signature, infer_signature, to_frame
 
 EXAMPLE_FILE = "input_example.parquet"
 LOCK_FILE = "requirements.lock"
-META_FILE = "mlplane-model.json"
-"""What a version folder says about itself: flavor, save info, signature, ONNX, environment."""
 
 
 @dataclass

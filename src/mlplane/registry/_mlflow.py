@@ -24,8 +24,7 @@ import yaml
 
 from mlplane import projects
 from mlplane.errors import InvalidInput
-from mlplane.registry._build import META_FILE
-from mlplane.registry.entities import ModelVersion
+from mlplane.registry.entities import META_FILE, ModelVersion
 from mlplane.security import Principal
 
 MLMODEL = "MLmodel"

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+META_FILE = "mlplane-model.json"
+"""What a version folder says about itself: flavor, save info, signature, ONNX, environment."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModelFile:

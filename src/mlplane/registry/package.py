@@ -28,9 +28,8 @@ from packaging.utils import canonicalize_name
 from mlplane._version import __version__
 from mlplane.errors import InvalidInput, TamperedArtifact
 from mlplane.registry import integrity
-from mlplane.registry.entities import ModelFile
+from mlplane.registry.entities import META_FILE, ModelFile
 
-META_FILE = "mlplane-model.json"
 LOCK_FILE = "requirements.lock"
 MANIFEST_FILE = "manifest.json"
 SERVE_ROOT = "/opt/model"

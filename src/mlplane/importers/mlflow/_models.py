@@ -31,9 +31,9 @@ from typing import Any
 import yaml
 
 from mlplane.errors import InvalidInput
+from mlplane.registry.entities import META_FILE
 from mlplane.registry.signature import Signature
 
-META_FILE = "mlplane-model.json"  # what registry._build.read_folder reads
 _TYPES = {
     "double": "float64",
     "float": "float32",
