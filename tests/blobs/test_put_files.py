@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from mlplane.blobs import BlobStore
+from mlplane.blobs import BlobStore, _seal
 from mlplane.blobs import chunks as chunks_mod
 from mlplane.blobs.chunks import ChunkStore
 from mlplane.blobs.tables import ChunkRow
@@ -145,12 +145,12 @@ def test_a_probe_skips_zstd_on_large_incompressible_chunks() -> None:
     import zstandard
 
     zc = zstandard.ZstdCompressor(level=1)
-    assert not chunks_mod._worth_trying(zc, os.urandom(1 << 20))
-    assert chunks_mod._worth_trying(zc, b"".join(b"%d,abc,%d\n" % (i, i) for i in range(99_999)))
-    assert chunks_mod._worth_trying(zc, os.urandom(1000))  # small: always tried
+    assert not _seal.worth_trying(zc, os.urandom(1 << 20))
+    assert _seal.worth_trying(zc, b"".join(b"%d,abc,%d\n" % (i, i) for i in range(99_999)))
+    assert _seal.worth_trying(zc, os.urandom(1000))  # small: always tried
     # Compressed pages around a compressible one (a Parquet dictionary page): tried.
     text = b"".join(b"%d,abc,%d\n" % (i, i) for i in range(20_000))[:200_000]
-    assert chunks_mod._worth_trying(zc, os.urandom(600_000) + text + os.urandom(200_000))
+    assert _seal.worth_trying(zc, os.urandom(600_000) + text + os.urandom(200_000))
 
 
 def test_reused_chunks_are_marked_for_garbage_collection(
@@ -220,3 +220,56 @@ def test_cache_keys_are_resolved_paths(tmp_path: Path, monkeypatch: pytest.Monke
         real / "sub" / "f.txt",
     ]
     assert cache_keys(paths) == [str(p.resolve()) for p in paths]
+
+
+def test_many_small_files_are_sealed_in_worker_processes(
+    parts: tuple[ChunkStore, Database], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlplane.blobs import _small
+
+    store, db = parts
+    paths = _files(tmp_path / "src", 400)
+    grown = tmp_path / "src" / "grows"
+    grown.write_bytes(b"short")
+    paths.append(grown)
+    sizes = [p.stat().st_size for p in paths]
+    # Grown past one chunk since it was listed: the worker hands it back, and the
+    # threaded path cuts it.
+    grown.write_bytes(b"".join(b"%d,grown,%d\n" % (i, i) for i in range(40_000)))
+    jobs = {"n": 0}
+    real_jobs = _small._jobs
+
+    def counted(*args: object, **kw: object) -> object:
+        for job in real_jobs(*args, **kw):  # type: ignore[arg-type]
+            jobs["n"] += 1
+            yield job
+
+    monkeypatch.setattr(_small, "PROCESSES_FROM", 100)
+    monkeypatch.setattr(_small, "_JOB_FILES", 64)
+    monkeypatch.setattr(_small, "_BATCH", 150)  # several batches, one in flight
+    monkeypatch.setattr(_small, "_jobs", counted)
+    seen: list[int] = []
+    results = store.put_files(paths, sizes=sizes, progress=seen.append)
+    assert jobs["n"] >= 6  # the small files went to the workers
+    assert sum(seen) == sum(p.stat().st_size for p in paths)
+    for path, (refs, st) in zip(paths, results, strict=True):
+        assert b"".join(store.iter_bytes(refs)) == path.read_bytes()
+        assert st.bytes_in == path.stat().st_size
+    by_name = dict(zip((p.name for p in paths), results, strict=True))
+    assert by_name["empty"][0] == [] and len(by_name["grows"][0]) > 1
+    assert by_name["dup-a"][0] == by_name["dup-b"][0]  # one chunk, stored once
+    assert by_name["dup-a"][1].new_chunks + by_name["dup-b"][1].new_chunks == 1
+    assert sum(st.new_chunks for _, st in results) == _rows(db)
+    with db.read() as s:  # small chunks share pack blobs
+        blobs = s.scalar(select(func.count(func.distinct(ChunkRow.blob))))
+    assert blobs is not None and blobs < _rows(db) / 10
+    # The same files again: everything is found, nothing new is written.
+    again = store.put_files(paths, sizes=[p.stat().st_size for p in paths])
+    assert sum(st.new_chunks for _, st in again) == 0
+    assert [r for r, _ in again] == [r for r, _ in results]
+
+
+def test_the_sealer_module_names_digests_as_the_blob_store_does() -> None:
+    from mlplane.blobs.store import PREFIX
+
+    assert _seal.PREFIX == PREFIX

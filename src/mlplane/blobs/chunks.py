@@ -44,47 +44,29 @@ from typing import Any
 import blake3
 import zstandard
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyfastcdc import FastCDC
 from sqlalchemy import select
 
+from mlplane.blobs import _seal
+from mlplane.blobs._seal import Sealed, Sealer, aad
 from mlplane.blobs.store import PREFIX, BlobStore
 from mlplane.blobs.tables import ChunkRow
+from mlplane.compute._base import default_workers
 from mlplane.db.engine import Database, now_ms
 from mlplane.errors import NotFound, TamperedArtifact
 from mlplane.security.keys import KeyRing
 
 AVG_CHUNK = 1 << 20
-_NONCE = 12
+_NONCE = _seal.NONCE
 _BATCH_BYTES = 32 << 20  # a batch: one digest lookup and one insert ...
 _BATCH_CHUNKS = 2048  # ... for at most this many chunks (small files)
 _TASK_BYTES = 4 << 20  # one pool task hashes or seals about this much ...
 _TASK_CHUNKS = 64  # ... or this many chunks, whichever comes first
 _READ_WHOLE = 8 << 20  # files up to this size are read in one call; larger ones are mapped
 _IN_LIST = 900  # digests per IN (...): within SQLite's oldest limit on bound parameters
-_MIN_SAVING = 0.95  # keep the compressed form only when it saves at least 5 %
-_PROBE_FROM = 256 << 10  # chunks from this size are probed before a full zstd attempt
-_PROBES = 8  # probes spread evenly over the chunk ...
-_PROBE = 4 << 10  # ... of this many bytes each
-_STREAM_GCM = 64 << 10  # from this size, the streaming encryptor (it releases the GIL)
 _READ_AHEAD = 16  # chunks decrypted ahead of the reader
 _PACK_BELOW = 256 << 10  # chunks smaller than this share pack blobs
-_SMALL_WINDOW = 17  # zstd window (128 KiB) for small chunks: its tables cost less to reset
-# Formats that are compressed already: a small chunk starting with one of these is not
-# worth a zstd attempt (large chunks are probed instead, see _worth_trying).
-_COMPRESSED_MAGIC = (
-    b"\xff\xd8\xff",  # JPEG
-    b"\x89PNG",
-    b"GIF8",
-    b"RIFF",  # WebP, WAV, AVI
-    b"PK\x03\x04",  # zip, docx, npz, jar
-    b"\x1f\x8b",  # gzip
-    b"\x28\xb5\x2f\xfd",  # zstd
-    b"BZh",
-    b"\xfd7zXZ",  # xz
-    b"7z\xbc\xaf",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +96,6 @@ class _Batch:
     size: int = 0
     new: dict[str, int] = field(default_factory=dict)  # digest -> index, chunks to write
     futures: list[Future[list[tuple[Any, ...]]]] = field(default_factory=list)
-
-
-def _aad(digest: str, compressed: bool) -> bytes:
-    # Binds each ciphertext to its chunk and form: a swapped or relabelled blob fails.
-    return digest.encode() + (b"|zstd" if compressed else b"|raw")
 
 
 def _tasks(sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -181,6 +158,7 @@ class ChunkStore:
         avg_size: int = AVG_CHUNK,
         level: int = 1,
         threads: int | None = None,
+        processes: int | None = None,
     ) -> None:
         self._blobs = blobs
         self._db = db
@@ -191,6 +169,7 @@ class ChunkStore:
         # that many keep the cores busy. More threads only add GIL hand-offs (measured
         # with 100,000 small files: 4 threads on 2 cores cost 30 % more CPU than 2).
         threads = threads or max(2, min(8, os.cpu_count() or 2))
+        self._workers = min(8, default_workers()) if processes is None else processes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mlplane-chunks")
         self._local = threading.local()
 
@@ -210,22 +189,41 @@ class ChunkStore:
         paths: Sequence[str | os.PathLike[str]],
         *,
         progress: Callable[[int], None] | None = None,
+        sizes: Sequence[int] | None = None,
     ) -> list[tuple[list[ChunkRef], PutStats]]:
         """Store many files in shared batches; per file, its chunk list and what was new.
 
         At most two batches are in memory (a big file is mapped, not read); ``progress``
-        gets the bytes of each batch once its chunks are recorded.
+        gets the bytes of each batch once its chunks are recorded. With the files'
+        ``sizes`` (as listed), thousands of small files are sealed in worker processes
+        (see :mod:`mlplane.blobs._small`).
         """
         put = _Put(self, len(paths), progress)
         try:
-            for i, path in enumerate(paths):
-                for piece in self._pieces(path):
+            rest: Sequence[int] = range(len(paths))
+            if sizes is not None and self._workers > 1:
+                from mlplane.blobs._small import put_small
+
+                limit = min(self._cdc.min_size, _PACK_BELOW - 1)
+                rest = put_small(self, put, paths, sizes, limit, self._workers)
+            for i in rest:
+                for piece in self._pieces(paths[i]):
                     put.add(i, piece)
             put.close()
         except BaseException:
             put.abandon()
             raise
         return list(zip(put.refs, put.stats, strict=True))
+
+    def expect_files(self, count: int) -> None:
+        """Tell the store that ``count`` files are coming: enough small ones go to worker
+        processes, whose start then overlaps the caller's listing of the files."""
+        from mlplane.blobs._small import PROCESSES_FROM
+
+        if count >= PROCESSES_FROM and self._workers > 1:
+            from mlplane.compute._local import warm_up
+
+            warm_up(["mlplane.blobs._seal"])
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[list[ChunkRef], PutStats]:
         """Store already-cut pieces (small files are one chunk each)."""
@@ -267,6 +265,17 @@ class ChunkStore:
         found: set[str] = set()
         if not wanted:
             return found
+        # Found first in a read (no write lock, no commit): a fresh add finds nothing and
+        # writes nothing here. Only what the marking statement itself finds is returned.
+        with self._db.read() as s:
+            run = s.connection().exec_driver_sql
+            wanted = [
+                r[0]
+                for where, params in _in_lists(self._db, wanted)
+                for r in run(f"SELECT digest FROM {_TABLE} WHERE {where}", params)
+            ]
+        if not wanted:
+            return found
         now = now_ms()
         mark = _mark(self._db)
         with self._db.write() as s:
@@ -300,68 +309,51 @@ class ChunkStore:
         Large chunks get a blob each; the small ones of the group share one pack blob.
         """
         rows: list[tuple[Any, ...]] = []
-        put = self._blobs.put_bytes
         created = now_ms()
         nonces = os.urandom(_NONCE * len(items))  # one system call for the group
-        packed: list[tuple[str, int, bool, int, bytes, bytes]] = []
+        packed: list[Sealed] = []
         for i, (digest, plain) in enumerate(items):
             nonce = nonces[i * _NONCE : (i + 1) * _NONCE]
-            compressed, version, wrapped, stored = self._seal(digest, plain, nonce)
+            key, version, wrapped = self._keys.new_data_key()
+            compressed, stored = self._sealer().seal(digest, plain, nonce, key)
+            sealed = (digest, len(plain), compressed, version, wrapped, stored)
             if len(plain) < _PACK_BELOW:
-                packed.append((digest, len(plain), compressed, version, wrapped, stored))
-                continue
+                packed.append(sealed)
+            else:
+                rows.extend(self._write(created, [sealed]))
+        return rows + self._write(created, packed)
+
+    def _write(self, created: int, sealed: Sequence[Sealed]) -> list[tuple[Any, ...]]:
+        """Write sealed chunks to the blob store, as one pack blob when there are several;
+        their rows (``_COLUMNS`` order)."""
+        put = self._blobs.put_bytes
+        if len(sealed) == 1:  # a pack of one is just a blob
+            digest, size, compressed, version, wrapped, stored = sealed[0]
             # Fresh key and nonce: no blob can hold this ciphertext yet, nothing to check.
             blob, stored_size = put(stored, new=True)
+            return [(digest, blob, size, stored_size, compressed, version, wrapped, created, None)]
+        if not sealed:
+            return []
+        blob, _ = put(b"".join(p[5] for p in sealed), new=True)
+        rows, offset = [], 0
+        for digest, size, compressed, version, wrapped, stored in sealed:
             rows.append(
-                (digest, blob, len(plain), stored_size, compressed, version, wrapped, created, None)
+                (digest, blob, size, len(stored), compressed, version, wrapped, created, offset)
             )
-        if len(packed) == 1:  # a pack of one is just a blob
-            digest, size, compressed, version, wrapped, stored = packed[0]
-            blob, stored_size = put(stored, new=True)
-            rows.append(
-                (digest, blob, size, stored_size, compressed, version, wrapped, created, None)
-            )
-        elif packed:
-            blob, _ = put(b"".join(p[5] for p in packed), new=True)
-            offset = 0
-            for digest, size, compressed, version, wrapped, stored in packed:
-                rows.append(
-                    (digest, blob, size, len(stored), compressed, version, wrapped, created, offset)
-                )
-                offset += len(stored)
+            offset += len(stored)
         return rows
 
-    def _zstd(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    def _sealer(self) -> Sealer:
         local = self._local
-        if not hasattr(local, "pair"):  # zstd contexts are not thread-safe: one per thread
-            local.pair = (zstandard.ZstdCompressor(level=self._level), zstandard.ZstdDecompressor())
-            small = zstandard.ZstdCompressionParameters.from_level(
-                self._level, window_log=_SMALL_WINDOW
-            )
-            local.small = zstandard.ZstdCompressor(compression_params=small)
-        return local.pair  # type: ignore[no-any-return]
+        if not hasattr(local, "sealer"):  # zstd contexts are not thread-safe: one per thread
+            local.sealer = Sealer(self._level)
+        return local.sealer  # type: ignore[no-any-return]
 
-    def _seal(self, digest: str, plain: Any, nonce: bytes) -> tuple[bool, int, bytes, bytes]:
-        body = plain
-        compressed = False
-        zc = self._zstd()[0]
-        if len(plain) <= 1 << _SMALL_WINDOW:
-            zc = self._local.small
-        if _worth_trying(zc, plain):
-            packed = zc.compress(plain)
-            if len(packed) < len(plain) * _MIN_SAVING:
-                body, compressed = packed, True
-        key, version, wrapped = self._keys.new_data_key()
-        aad = _aad(digest, compressed)
-        if len(body) < _STREAM_GCM:
-            stored = nonce + AESGCM(key).encrypt(nonce, body, aad)
-        else:
-            # The same bytes as AESGCM.encrypt (ciphertext, then the 16-byte tag), but this
-            # API lets other threads run while it encrypts.
-            enc = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
-            enc.authenticate_additional_data(aad)
-            stored = b"".join((nonce, enc.update(body), enc.finalize(), enc.tag))
-        return compressed, version, wrapped, stored
+    def _unzstd(self) -> zstandard.ZstdDecompressor:
+        local = self._local
+        if not hasattr(local, "unzstd"):
+            local.unzstd = zstandard.ZstdDecompressor()
+        return local.unzstd  # type: ignore[no-any-return]
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -394,14 +386,14 @@ class ChunkStore:
         key = self._keys.unwrap(row.key_version, row.wrapped_key)
         try:
             body = AESGCM(key).decrypt(
-                stored[:_NONCE], stored[_NONCE:], _aad(ref.digest, row.compressed)
+                stored[:_NONCE], stored[_NONCE:], aad(ref.digest, row.compressed)
             )
         except InvalidTag:
             raise TamperedArtifact(
                 f"chunk {ref.digest} failed authentication: it was modified"
             ) from None
         plain = (
-            self._zstd()[1].decompress(body, max_output_size=row.size) if row.compressed else body
+            self._unzstd().decompress(body, max_output_size=row.size) if row.compressed else body
         )
         if PREFIX + blake3.blake3(plain).hexdigest() != ref.digest:
             raise TamperedArtifact(f"chunk {ref.digest} does not match its digest")
@@ -419,27 +411,6 @@ class ChunkStore:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-
-
-def _worth_trying(zc: zstandard.ZstdCompressor, plain: Any) -> bool:
-    """False when probes across a large chunk all fail to compress (already compressed
-    data: images, zstd Parquet pages), or when a small chunk starts like a compressed
-    format; the full zstd pass is then skipped.
-
-    Each probe is compressed on its own, and one that compresses is enough to try the
-    whole chunk: a chunk that mixes compressed pages with a dictionary page still gets
-    compressed (on the test data, the probes lose 0.1 % of the Parquet savings and spare
-    three quarters of the zstd time on incompressible chunks).
-    """
-    n = len(plain)
-    if n < _PROBE_FROM:
-        return not bytes(plain[:6]).startswith(_COMPRESSED_MAGIC)
-    step = (n - _PROBE) // (_PROBES - 1)
-    for i in range(_PROBES):
-        probe = plain[i * step : i * step + _PROBE]
-        if len(zc.compress(probe)) < _PROBE * _MIN_SAVING:
-            return True
-    return False
 
 
 class _Put:

@@ -182,7 +182,7 @@ class EmbeddedTransport(EmbeddedDeployments, Transport):
 
     def add_dataset(
         self, name, source, *, project, progress, contract=None, pii=None, total=None
-    ) -> AddResult:  # type: ignore[no-untyped-def]  # noqa: E501
+    ) -> AddResult:  # type: ignore[no-untyped-def]
         return self.services.data.add(
             self.principal,
             name,

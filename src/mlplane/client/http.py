@@ -388,7 +388,7 @@ class HttpTransport(HttpDeployments, Transport):
 
     def add_dataset(
         self, name, source, *, project, progress, contract=None, pii=None, total=None
-    ) -> AddResult:  # type: ignore[no-untyped-def]  # noqa: E501
+    ) -> AddResult:  # type: ignore[no-untyped-def]
         """Upload the files as one tar stream; the server checks, masks and stores them."""
         root = Path(source)
         if not root.exists():

