@@ -89,7 +89,9 @@ class ContractCheck:
                 f"contract names column {name!r}, which {file} does not have;"
                 f" its columns: {', '.join(batch.schema.names)}"
             )
-        arr, want = batch.column(found[0]), self._types[name]
+        arr, want = batch.column(found[0]), _value_type(self._types[name])
+        if pa.types.is_dictionary(arr.type):  # the table pass reads text dictionary-encoded
+            arr = arr.dictionary_decode()
         if arr.type != want:
             try:
                 arr = arr.cast(want)
@@ -98,8 +100,6 @@ class ContractCheck:
                     f"column {name!r} of {file} has type {arr.type}, which cannot be read as"
                     f" the table's {want}"
                 ) from None
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
         return arr.cast(pa.large_string()) if pa.types.is_string_view(arr.type) else arr
 
     def _locate(self, ordinal: int) -> tuple[str, int]:

@@ -233,6 +233,8 @@ class PiiScanner:
         dictionary = pa.types.is_dictionary(col.type)
         values = _text_values(col)
         hits = self._scan(values, candidates, "hash" if plan.action == "hash" else "mask")
+        if not len(hits.positions) and not transform:
+            return col, hits.positions, {}  # the common case: nothing found, nothing to map
         hit = np.zeros(len(values), dtype=bool)
         hit[hits.positions] = True
         if dictionary:
