@@ -13,34 +13,42 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
-import numpy as np
 
 from mlplane import projects
 from mlplane.datasets.entities import AddResult
 from mlplane.errors import InvalidInput
 from mlplane.security import Principal
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+if TYPE_CHECKING:  # NumPy loads when a sample is drawn, not with the data service
+    import numpy as np
+
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(_M1)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(_M2)
         return x ^ (x >> np.uint64(31))
 
 
 def _key(seed: int, text: str) -> np.uint64:
+    import numpy as np
+
     return np.uint64(int.from_bytes(blake3.blake3(f"{seed}\0{text}".encode()).digest()[:8], "big"))
 
 
 def keep_mask(seed: int, file: str, start: int, n: int, fraction: float) -> np.ndarray:
     """Which of rows ``start … start+n-1`` of ``file`` the sample keeps."""
+    import numpy as np
+
     rows = np.arange(start, start + n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         u = (_splitmix(rows ^ _key(seed, file)) >> np.uint64(11)).astype(np.float64) * 2.0**-53
