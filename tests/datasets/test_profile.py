@@ -113,8 +113,11 @@ def test_quantiles_and_histogram_are_exact_on_small_columns() -> None:
     assert col.histogram["counts"] == np.diff(below, prepend=0, append=len(values)).tolist()
 
 
+@pytest.mark.parametrize("largest", [60_000, 200_000])  # first batches below, above the sample
 @pytest.mark.parametrize("order", ["sorted", "shuffled", "reversed"])
-def test_quantiles_of_a_long_stream_are_uniform_whatever_the_order(order: str) -> None:
+def test_quantiles_of_a_long_stream_are_uniform_whatever_the_order(
+    order: str, largest: int
+) -> None:
     # The sample must weigh every batch alike: a sorted stream shows any skew at once.
     n = 600_000
     values = np.arange(n, dtype=np.float64)
@@ -122,7 +125,7 @@ def test_quantiles_of_a_long_stream_are_uniform_whatever_the_order(order: str) -
         np.random.default_rng(1).shuffle(values)
     elif order == "reversed":
         values = values[::-1].copy()
-    sizes = np.random.default_rng(2).integers(1, 60_000, 40)
+    sizes = np.random.default_rng(2).integers(1, largest, 40)
     cuts = np.unique(np.clip(np.cumsum(sizes), 0, n))
     parts = np.split(values, cuts[cuts < n])
     schema = pa.schema([("x", pa.float64())])
@@ -132,7 +135,7 @@ def test_quantiles_of_a_long_stream_are_uniform_whatever_the_order(order: str) -
         assert v / n == pytest.approx(float(q), abs=0.015), q
     counts = col.histogram["counts"]
     assert sum(counts) == pytest.approx(n, rel=0.001)
-    assert max(abs(c - n / 20) for c in counts) < 0.1 * n / 20
+    assert max(abs(c - n / 20) for c in counts) < 0.2 * n / 20  # 3.4 % standard error
 
 
 def test_distinct_counts_exact_when_few_and_close_when_many() -> None:

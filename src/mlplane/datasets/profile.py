@@ -58,7 +58,7 @@ _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _BINS = 20
 _TOP_K = 10
 _SAMPLE = 1 << 14  # values kept for quantiles: rank error about 0.4 %, KLL(200)'s 0.6 %
-_CHUNK = 1 << 16  # values hashed at a time: the temporaries stay in the CPU's cache
+_CHUNK = 1 << 15  # values hashed at a time: the temporaries stay in the CPU's cache
 _U = np.uint64
 
 
@@ -68,6 +68,9 @@ class _Hll:
 
     def __init__(self) -> None:
         self.registers = np.zeros(1 << _HLL_P, dtype=np.uint8)
+        # Per register, the bound the rest of a hash must be under to raise it: a
+        # comparison per hash instead of its rank.
+        self._below = np.full(1 << _HLL_P, 1 << _RANK_BITS, dtype=np.uint64)
         self._limit: np.uint64 | None = None  # hashes at or above it raise no register
         # The distinct hashes themselves while there are few: small counts stay exact (two
         # of 50 values sharing a register would make linear counting say 49).
@@ -81,15 +84,16 @@ class _Hll:
             # Once every register has rank r, only hashes with r leading zeros matter: after
             # the first million values that is a few per cent of them.
             hashes = np.compress(hashes < self._limit, hashes)
-        if not len(hashes):
+        idx = (hashes & _U((1 << _HLL_P) - 1)).view(np.int64)
+        rest = hashes >> _U(_HLL_P)
+        rising = rest < self._below[idx]
+        if not rising.any():
             return
-        idx = (hashes & _U((1 << _HLL_P) - 1)).astype(np.intp)
-        top = (hashes >> _U(_HLL_P)).view(np.int64)  # below 2**50: exact as float64
-        exponent = (top.astype(np.float64).view(np.int64) >> 52) - 1023  # floor(log2), 0: -1023
-        rank = (_RANK_BITS - exponent).clip(1, _RANK_BITS + 1).astype(np.uint8)
-        keep = rank > self.registers[idx]  # ufunc.at is slow per element: only risers
-        if keep.any():
-            np.maximum.at(self.registers, idx[keep], rank[keep])
+        idx, rest = idx[rising], rest[rising].view(np.int64)  # below 2**50: exact as float64
+        exponent = (rest.astype(np.float64).view(np.int64) >> 52) - 1023  # floor(log2), 0: -1023
+        rank = np.minimum(_RANK_BITS - exponent, _RANK_BITS + 1).astype(np.uint8)  # rest 0: 51
+        np.maximum.at(self.registers, idx, rank)
+        self._below[idx] = _U(1 << _RANK_BITS) >> self.registers[idx].astype(np.uint64)
         floor = int(self.registers.min())
         self._limit = _U(1 << (64 - floor)) if floor else None
 
@@ -123,20 +127,15 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _hash_numbers(hll: _Hll, values: np.ndarray, finite: bool) -> None:
-    """Hash float64 values into ``hll`` (-0.0 and 0.0 alike, every NaN alike), a slice at a
-    time so that the temporaries stay in the CPU's cache."""
-    for start in range(0, len(values), _CHUNK):
-        part = values[start : start + _CHUNK]
-        keys = (part + 0.0).view(np.uint64)  # a new array; + 0.0 turns -0.0 into 0.0
-        if not finite:
-            keys[np.isnan(part)] = _CANONICAL_NAN
-        hll.update(_mix(keys))
-
-
-def _hash_ints(hll: _Hll, values: np.ndarray) -> None:
-    for start in range(0, len(values), _CHUNK):
-        hll.update(_mix(values[start : start + _CHUNK].astype(np.int64).view(np.uint64)))
+def _number_hashes(values: np.ndarray, finite: bool, *, own: bool) -> np.ndarray:
+    """Hashes of float64 values: -0.0 and 0.0 alike, every NaN alike. ``own``: the values
+    are the caller's to overwrite (they are then hashed in place)."""
+    keys = (values if own else values + 0.0).view(np.uint64)
+    if own:
+        np.add(values, 0.0, out=values)  # turns -0.0 into 0.0
+    if not finite:
+        keys[np.isnan(values)] = _CANONICAL_NAN
+    return _mix(keys)
 
 
 _duck = threading.local()
@@ -184,6 +183,16 @@ class _Sample:
         """Offer a batch of ``n`` values; ``pick(positions)`` gives those of the positions."""
         start = 0
         room = self.size - len(self._values) - self._waiting
+        if room == self.size and n > self.size:
+            # A first batch larger than the sample: a uniform choice of ``size`` of its
+            # values, and keys distributed as the smallest ``size`` of ``n`` uniform ones
+            # (the largest is Beta(size, n - size + 1), the others uniform below it).
+            tau = float(self._rng.beta(self.size, n - self.size + 1))
+            chosen = np.sort(self._rng.choice(n, self.size, replace=False, shuffle=False))
+            keys = np.append(self._rng.random(self.size - 1) * tau, tau)
+            self._add(keys, pick(chosen))
+            self._cut()
+            return
         if room > 0:  # the first values fill it, whatever their keys
             head = np.arange(min(room, n))
             self._add(self._rng.random(len(head)), pick(head))
@@ -192,15 +201,21 @@ class _Sample:
                 self._cut()
         if start == n:
             return
-        expected = (n - start) * self._tau
-        gaps = self._rng.geometric(self._tau, int(expected + 5 * math.sqrt(expected) + 16))
-        positions = np.cumsum(gaps) + (start - 1)
-        while positions[-1] < n:  # not enough gaps drawn: almost never
-            more = self._rng.geometric(self._tau, len(gaps))
-            positions = np.concatenate([positions, np.cumsum(more) + positions[-1]])
-        positions = positions[: np.searchsorted(positions, n)]
+        if self._tau > 1 / 16:  # most values may enter: a key for each is cheaper
+            keys = self._rng.random(n - start)
+            positions = np.flatnonzero(keys < self._tau)
+            keys, positions = keys[positions], positions + start
+        else:
+            expected = (n - start) * self._tau
+            gaps = self._rng.geometric(self._tau, int(expected + 5 * math.sqrt(expected) + 16))
+            positions = np.cumsum(gaps) + (start - 1)
+            while positions[-1] < n:  # not enough gaps drawn: almost never
+                more = self._rng.geometric(self._tau, len(gaps))
+                positions = np.concatenate([positions, np.cumsum(more) + positions[-1]])
+            positions = positions[: np.searchsorted(positions, n)]
+            keys = self._rng.random(len(positions)) * self._tau
         if len(positions):
-            self._add(self._rng.random(len(positions)) * self._tau, pick(positions))
+            self._add(keys, pick(positions))
             if self._waiting >= self.size:
                 self._cut()
 
@@ -253,6 +268,7 @@ class _Column:
         self.freq = (
             None if self.numeric or self.temporal else ds.frequent_strings_sketch(10)
         )  # 2^10 counters
+        self._tallied: tuple[tuple[int, ...], pa.Array, np.ndarray] | None = None
 
     def update(self, arr: pa.Array) -> None:
         self.nulls += arr.null_count
@@ -266,12 +282,7 @@ class _Column:
             else:
                 self._numbers(valid)
         elif self.temporal:
-            mm = pc.min_max(valid)
-            lo, hi = mm["min"].as_py(), mm["max"].as_py()
-            self.min = lo if self.min is None or lo < self.min else self.min
-            self.max = hi if self.max is None or hi > self.max else self.max
-            ints = pc.cast(valid, pa.int64() if valid.type.bit_width == 64 else pa.int32())
-            self._distinct(ints, ints.to_numpy(zero_copy_only=False), numbers=False)
+            self._times(valid)
         else:
             self._texts(valid)
 
@@ -280,13 +291,18 @@ class _Column:
         if raw.dtype == object:  # decimals
             raw = raw.astype(np.float64)
         self.sample.update(len(raw), raw.__getitem__)  # type: ignore[union-attr]
+        distinct = self._few_distinct(valid)
         # A slice at a time, so that the temporaries stay in the CPU's cache.
         for start in range(0, len(raw), _CHUNK):
             part = raw[start : start + _CHUNK]
             values = part if part.dtype == np.float64 else part.astype(np.float64)
             finite = bool(np.isfinite(values.sum()))  # NaN and inf make the sum non-finite
             self._moments(values if finite else values[np.isfinite(values)])
-        self._distinct(valid, raw, numbers=True)
+            if distinct is None:  # integers as floats are never -0.0 or NaN: hashed in place
+                self.hll.update(_number_hashes(values, finite, own=values is not part))
+        if distinct is not None:
+            self.hll.update(_number_hashes(distinct.astype(np.float64), False, own=True))
+        self._few = self._few or self.hll.estimate() * 64 < len(raw)
 
     def _bools(self, valid: pa.Array) -> None:
         """Booleans from their count of true values; the sample picks the few it needs."""
@@ -296,43 +312,71 @@ class _Column:
         self.sample.update(  # type: ignore[union-attr]
             n, lambda at: valid.take(pa.array(at)).to_numpy(zero_copy_only=False)
         )
-        _hash_numbers(self.hll, np.array(_span(trues, n)), finite=True)
+        self.hll.update(_number_hashes(np.unique(_span(trues, n)), True, own=True))
 
-    def _distinct(self, arr: pa.Array, values: np.ndarray, *, numbers: bool) -> None:
-        """Fold the batch into the distinct-count sketch."""
-        if self._few:
-            # Arrow's hash table of a few distinct values stays in cache: cheaper than
-            # hashing every value.
-            distinct = pc.unique(arr).to_numpy(zero_copy_only=False)
-            self._few = len(distinct) * 8 <= len(values)
-            if self._few:
-                values = distinct
-        if numbers:
-            values = values if values.dtype == np.float64 else values.astype(np.float64)
-            _hash_numbers(self.hll, values, finite=bool(np.isfinite(values.sum())))
-        else:
-            _hash_ints(self.hll, values)
+    def _few_distinct(self, arr: pa.Array) -> np.ndarray | None:
+        """The batch's distinct values when the column has few (Arrow's hash table of a few
+        values stays in cache: cheaper than hashing every value), else None."""
         if not self._few:
-            self._few = self.hll.estimate() * 64 < len(arr)
+            return None
+        distinct = pc.unique(arr).to_numpy(zero_copy_only=False)
+        self._few = len(distinct) * 8 <= len(arr)
+        return distinct if self._few else None
+
+    def _times(self, valid: pa.Array) -> None:
+        mm = pc.min_max(valid)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        self.min = lo if self.min is None or lo < self.min else self.min
+        self.max = hi if self.max is None or hi > self.max else self.max
+        ints = valid.view(pa.int64() if valid.type.bit_width == 64 else pa.int32())  # no copy
+        values = self._few_distinct(ints)
+        values = ints.to_numpy(zero_copy_only=False) if values is None else values
+        for start in range(0, len(values), _CHUNK):
+            keys = values[start : start + _CHUNK].astype(np.int64)  # a copy: mixed in place
+            self.hll.update(_mix(keys.view(np.uint64)))
+        self._few = self._few or self.hll.estimate() * 64 < len(valid)
 
     def _texts(self, valid: pa.Array) -> None:
-        if pa.types.is_dictionary(valid.type) and _is_text(valid.type.value_type):
-            # Each distinct value once, its count from the indices (the dictionary may hold
-            # values this batch does not use: a Parquet row group's, say).
-            counts = np.bincount(
-                valid.indices.to_numpy(zero_copy_only=False), minlength=len(valid.dictionary)
-            )
-            used = np.flatnonzero(counts)
-            distinct = valid.dictionary
-            if len(used) < len(distinct) or distinct.null_count:
-                if distinct.null_count:
-                    used = used[_valid(distinct)[used]]
-                distinct, counts = distinct.take(pa.array(used)), counts[used]
-        else:
+        if not (pa.types.is_dictionary(valid.type) and _is_text(valid.type.value_type)):
             texts = valid if _is_text(valid.type) else pc.cast(valid, pa.string())
             tallies = pc.value_counts(texts)
-            distinct = tallies.field("values")
-            counts = tallies.field("counts").to_numpy()
+            self._fold_texts(tallies.field("values"), tallies.field("counts").to_numpy())
+            return
+        # Each distinct value once, its count from the indices. Batches of one Parquet row
+        # group share its dictionary: their counts add up, and the dictionary is folded in
+        # once, when the next one comes (or at the end).
+        dictionary = valid.dictionary
+        counts = np.bincount(
+            valid.indices.to_numpy(zero_copy_only=False), minlength=len(dictionary)
+        )
+        key = (
+            *(b.address for b in dictionary.buffers() if b is not None),
+            dictionary.offset,
+            len(dictionary),
+        )
+        if self._tallied is not None and self._tallied[0] == key:
+            self._tallied[2][:] += counts
+            return
+        self._fold_tallied()
+        self._tallied = (key, dictionary, counts)
+
+    def _fold_tallied(self) -> None:
+        if self._tallied is None:
+            return
+        _, dictionary, counts = self._tallied
+        self._tallied = None
+        # The dictionary may hold values no batch used (a row group's, for a slice of it).
+        used = np.flatnonzero(counts)
+        if dictionary.null_count:
+            used = used[_valid(dictionary)[used]]
+        if len(used) < len(dictionary):
+            dictionary, counts = dictionary.take(pa.array(used)), counts[used]
+        self._fold_texts(dictionary, counts)
+
+    def _fold_texts(self, distinct: pa.Array, counts: np.ndarray) -> None:
+        """Fold distinct text values and how often each occurred."""
+        if not len(distinct):
+            return
         mm = pc.min_max(distinct)
         lo, hi = mm["min"].as_py(), mm["max"].as_py()
         self.min = lo if self.min is None or (lo is not None and lo < self.min) else self.min
@@ -366,6 +410,7 @@ class _Column:
         self.max = hi if self.max is None else max(self.max, hi)
 
     def result(self) -> ColumnProfile:
+        self._fold_tallied()
         base: dict[str, Any] = {
             "name": self.name,
             "type": str(self.dtype),
