@@ -102,13 +102,14 @@ class _Hll:
             return len(self._exact)
         m = float(len(self.registers))
         alpha = 0.7213 / (1 + 1.079 / m)
-        raw = alpha * m * m / float(np.sum(np.ldexp(1.0, -self.registers.astype(np.int64))))
+        raw = alpha * m * m / float(np.sum(_INVERSE_POWERS[self.registers]))
         zeros = int(np.count_nonzero(self.registers == 0))
         if raw <= 2.5 * m and zeros:
             return round(m * math.log(m / zeros))  # linear counting for small sets
         return round(raw)
 
 
+_INVERSE_POWERS = np.ldexp(1.0, -np.arange(_RANK_BITS + 2))  # 2 ** -rank
 _M1 = _U(0xBF58476D1CE4E5B9)
 _M2 = _U(0x94D049BB133111EB)
 _TOP_PER_BATCH = 1024
@@ -264,6 +265,7 @@ class _Column:
         self.max: Any = None
         self.hll = _Hll()
         self._few = False  # few distinct values so far: hash a batch's distinct ones only
+        self._next_check = 0
         self.sample = _Sample(seed=seed) if self.numeric else None
         self.freq = (
             None if self.numeric or self.temporal else ds.frequent_strings_sketch(10)
@@ -302,7 +304,7 @@ class _Column:
                 self.hll.update(_number_hashes(values, finite, own=values is not part))
         if distinct is not None:
             self.hll.update(_number_hashes(distinct.astype(np.float64), False, own=True))
-        self._few = self._few or self.hll.estimate() * 64 < len(raw)
+        self._check_few(len(raw))
 
     def _bools(self, valid: pa.Array) -> None:
         """Booleans from their count of true values; the sample picks the few it needs."""
@@ -323,6 +325,13 @@ class _Column:
         self._few = len(distinct) * 8 <= len(arr)
         return distinct if self._few else None
 
+    def _check_few(self, batch: int) -> None:
+        """Whether the next batches should hash their distinct values only: asked each time
+        the count doubles (an estimate reads every register)."""
+        if not self._few and self.count >= self._next_check:
+            self._next_check = 2 * self.count
+            self._few = self.hll.estimate() * 64 < batch
+
     def _times(self, valid: pa.Array) -> None:
         mm = pc.min_max(valid)
         lo, hi = mm["min"].as_py(), mm["max"].as_py()
@@ -334,7 +343,7 @@ class _Column:
         for start in range(0, len(values), _CHUNK):
             keys = values[start : start + _CHUNK].astype(np.int64)  # a copy: mixed in place
             self.hll.update(_mix(keys.view(np.uint64)))
-        self._few = self._few or self.hll.estimate() * 64 < len(valid)
+        self._check_few(len(valid))
 
     def _texts(self, valid: pa.Array) -> None:
         if not (pa.types.is_dictionary(valid.type) and _is_text(valid.type.value_type)):
