@@ -27,6 +27,9 @@ from mlplane.datasets.pii import PiiPolicy, PiiScanner, detect_columns
 from mlplane.errors import InvalidInput
 
 BATCH_ROWS = 262_144
+# Cells per batch: memory stays bounded by the batch whatever the width (20 columns: the
+# rows above), and narrow tables get longer batches, so less Python per row.
+_BATCH_CELLS = 20 * BATCH_ROWS
 _CSV_BLOCK = 8 << 20  # a CSV batch is a block: ~60,000 rows, few enough batches for Python
 
 
@@ -53,7 +56,7 @@ def _batches(path: str | Path, fmt: str, rel: str) -> tuple[pa.Schema, pa.Schema
                 default_fragment_scan_options=scan,
             )
             batches = pads.dataset(str(path), format=file_format).to_batches(
-                batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0
+                batch_size=_batch_rows(schema), batch_readahead=0, fragment_readahead=0
             )
         elif fmt == "csv":
             read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
@@ -62,14 +65,21 @@ def _batches(path: str | Path, fmt: str, rel: str) -> tuple[pa.Schema, pa.Schema
             # as the parse itself.
             convert = pacsv.ConvertOptions(column_types=_encoded(schema))
             file_format = pads.CsvFileFormat(read_options=read, convert_options=convert)
-            batches = pads.dataset(str(path), format=file_format).to_batches(batch_size=BATCH_ROWS)
+            batches = pads.dataset(str(path), format=file_format).to_batches(
+                batch_size=_batch_rows(schema)
+            )
         else:
             dataset = pads.dataset(str(path), format=fmt)
-            schema, batches = dataset.schema, dataset.to_batches(batch_size=BATCH_ROWS)
+            schema = dataset.schema
+            batches = dataset.to_batches(batch_size=_batch_rows(schema))
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise InvalidInput(f"{rel} is not a readable {_kind(fmt)} file: {exc}") from None
     encoded = _encoded(schema)
     return schema, encoded, (_encode(b, encoded) for b in _guarded_iter(rel, fmt, batches))
+
+
+def _batch_rows(schema: pa.Schema) -> int:
+    return max(16_384, min(1 << 20, _BATCH_CELLS // max(1, len(schema))))
 
 
 def _is_text(dtype: pa.DataType) -> bool:
