@@ -7,6 +7,11 @@ script does not know which server it talks to: the benchmark runs it unchanged
 against MLflow's server and against ``mlplane server``. It prints one JSON line:
 the time of each part, then what it read back for the correctness checks. If a
 call fails, the JSON names the part, the call and the server's answer.
+
+    python _mlflow_compat_client.py --serve-canned ANSWER.json
+
+is the ceiling's server (see :func:`serve_canned`): it prints its port, then answers every
+search with the bytes of ``ANSWER.json`` and does nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +86,8 @@ class Workload:
         self.run_ids: list[str] = []
         self.experiment_id = ""
         self.out: dict[str, Any] = {"timings": {}, "checks": {}}
+        self.answer = b""  # the last plain search's answer, as the server sent it
+        self.raw_conn: Any = None  # the plain searches' kept-alive connection
 
     def call(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -173,8 +181,11 @@ class Workload:
         """The same search as one plain HTTP exchange, the answer read but not turned into
         MLflow objects: the server's share of ``search``, without the client's protobuf
         parsing (which costs the same whichever server answered), and then the time that
-        parsing takes on this answer."""
-        import urllib.request
+        parsing takes on this answer. One kept-alive connection, as the stock client keeps
+        its own: a fresh connection per request may land on a server worker that has not
+        searched yet, and would time that worker's first search instead (MLflow runs 4)."""
+        import http.client
+        from urllib.parse import urlsplit
 
         body = json.dumps(
             {
@@ -184,14 +195,57 @@ class Workload:
                 "run_view_type": "ACTIVE_ONLY",
             }
         ).encode()
-        url = self.a["uri"].rstrip("/") + "/api/2.0/mlflow/runs/search"
-        req = urllib.request.Request(
-            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
+        uri = urlsplit(self.a["uri"])
+        if self.raw_conn is None:
+            self.raw_conn = http.client.HTTPConnection(uri.hostname, uri.port, timeout=120)
+        path = uri.path.rstrip("/") + "/api/2.0/mlflow/runs/search"
+        headers = {"Content-Type": "application/json"}
         t0 = time.perf_counter()
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            data = resp.read()
-        return time.perf_counter() - t0, _client_parse_seconds(data)
+        self.raw_conn.request("POST", path, body, headers)
+        resp = self.raw_conn.getresponse()
+        data = resp.read()
+        elapsed = time.perf_counter() - t0
+        if resp.status != 200:
+            raise CallFailed(self.part, "runs/search (plain POST)", RuntimeError(data[:2000]))
+        self.answer = data
+        return elapsed, _client_parse_seconds(data)
+
+    def search_floor(self, answer: bytes) -> list[float]:
+        """The same ``search_runs`` call, by the same client, against a server that does no
+        work: it answers with ``answer``'s bytes, read from memory, whatever was asked. What
+        is left is the client's own cost (the request, reading and parsing the answer), below
+        which no server answering those bytes can take it. One untimed call first, to open
+        the connection, as the workload's own searches find it open."""
+        from mlflow import MlflowClient
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "answer.json"
+            path.write_bytes(answer)
+            server = subprocess.Popen(
+                [sys.executable, __file__, "--serve-canned", str(path)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert server.stdout is not None
+                client = MlflowClient(f"http://127.0.0.1:{int(server.stdout.readline())}")
+                times = []
+                for _ in range(1 + self.a["search_repeats"]):
+                    t0 = time.perf_counter()
+                    page = self.call(
+                        "search_runs (no-work server)",
+                        client.search_runs,
+                        [self.experiment_id],
+                        SEARCH_FILTER,
+                        max_results=self.a["max_results"],
+                    )
+                    times.append(time.perf_counter() - t0)
+                    if page.token:
+                        raise RuntimeError("the canned answer has a next page: one page only")
+                return times[1:]
+            finally:
+                server.terminate()
+                server.wait()
 
     # -- read back (untimed) --------------------------------------------------------------------
 
@@ -290,9 +344,16 @@ def run(a: dict[str, Any]) -> dict[str, Any]:
             w.search()
             out["search"]["times"].append(time.perf_counter() - t1)
         out["search"]["median_seconds"] = statistics.median(out["search"]["times"])
+        w.part = "search_runs (plain POST)"
+        w.search_raw()  # untimed: opens the connection, as the stock client's is open
         raw = [w.search_raw() for _ in range(a["search_repeats"])]
         out["search"]["raw_median_seconds"] = statistics.median(t for t, _ in raw)
         out["search"]["parse_median_seconds"] = statistics.median(p for _, p in raw)
+        w.part = "search_runs (no-work server)"
+        floor = w.search_floor(w.answer)
+        out["search"]["floor_times"] = floor
+        out["search"]["floor_median_seconds"] = statistics.median(floor)
+        out["search"]["answer_bytes"] = len(w.answer)
         w.read_back()
     except CallFailed as exc:
         out["error"] = {
@@ -305,7 +366,51 @@ def run(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def serve_canned(path: str) -> None:
+    """The ceiling's server, in its own process: HTTP/1.1 with keep-alive on a loopback
+    port (printed first), answering each POST to ``runs/search`` with ``path``'s bytes and
+    anything else with a 404 (so a client that asked for more would fail, not be timed
+    short). It reads each request and writes the canned bytes: no parsing of the body, no
+    store, no JSON."""
+    import asyncio
+
+    body = Path(path).read_bytes()
+    found = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    found += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    missing = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+                length = 0
+                for line in head[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if length:
+                    await reader.readexactly(length)
+                target = head[0].split(b" ")[1] if b" " in head[0] else b""
+                writer.write(found if target.endswith(b"/mlflow/runs/search") else missing)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-canned"]:
+        serve_canned(sys.argv[2])
+        sys.exit(0)
     logging.disable(logging.WARNING)
     result = run(json.loads(sys.argv[1]))
     sys.stdout.write(json.dumps(result) + "\n")

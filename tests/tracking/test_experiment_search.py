@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from mlplane import errors
-from mlplane.config import load_settings
 from mlplane.security import Principal
 from mlplane.services import Services
 from mlplane.tracking import experiment_search as es
@@ -81,13 +77,6 @@ def test_sort_orders_by_keys_then_id() -> None:
     assert [e.experiment_id for e in es.sort(same, ["creation_time DESC"])] == ["4", "5"]
     with pytest.raises(errors.InvalidInput, match="cannot order"):
         es.sort(EXPS, ["tags.team"])
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Services]:
-    services = Services.from_settings(load_settings(home=tmp_path))
-    yield services
-    services.close()
 
 
 def test_service_search_filters_and_orders_across_pages(svc: Services) -> None:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from mlplane.config import load_settings
 from mlplane.errors import NotFound, PermissionDenied
 from mlplane.security import Principal, local_admin
 from mlplane.services import Services
 from mlplane.tracking.entities import MetricColumns
 
 ME = local_admin("tester")
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Services]:
-    s = Services.from_settings(load_settings(home=tmp_path / "home"))
-    yield s
-    s.close()
 
 
 def test_many_runs_at_once_match_one_run_at_a_time(svc: Services) -> None:

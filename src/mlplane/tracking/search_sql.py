@@ -17,13 +17,13 @@ compiled to the equivalent GLOB pattern; SQLite's ILIKE folds ASCII letters only
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
@@ -102,9 +102,9 @@ def build_search_query(
         raise InvalidInput(
             f"unknown view_type {view_type!r}; expected one of {', '.join(_VIEW_STAGES)}"
         )
-    stmt = select(RunRow).where(RunRow.experiment_id.in_(list(experiment_ids)))
+    stmt = select(RunRow).where(_RUNS.experiment_id.in_(list(experiment_ids)))
     if stages:
-        stmt = stmt.where(RunRow.lifecycle_stage.in_(stages))
+        stmt = stmt.where(_RUNS.lifecycle_stage.in_(stages))
     joins = _Joins()
     if expr is not None:
         stmt = stmt.where(compile_filter(expr, joins))
@@ -112,7 +112,7 @@ def build_search_query(
     for key in order:
         order_by += _order(key, joins)
     stmt = joins.apply(stmt)
-    return stmt.order_by(*order_by, RunRow.start_time.desc(), RunRow.id.asc())
+    return stmt.order_by(*order_by, _RUNS.start_time.desc(), _RUNS.id.asc())
 
 
 class _Joins:
@@ -122,16 +122,25 @@ class _Joins:
         self._aliases: dict[tuple[str, str], Any] = {}
 
     def row(self, entity: str, key: str) -> Any:
+        """The joined row's columns (``.run_id``, ``.key``, ``.value``)."""
         found = self._aliases.get((entity, key))
         if found is None:
-            found = aliased(_KEYED_ROWS[entity], name=f"k_{len(self._aliases)}")
+            found = _alias(entity, len(self._aliases))
             self._aliases[(entity, key)] = found
-        return found
+        return found.c
 
     def apply(self, stmt: Select[RunRow]) -> Select[RunRow]:
         for (_, key), row in self._aliases.items():
-            stmt = stmt.outerjoin(row, and_(row.run_id == RunRow.id, row.key == key))
+            stmt = stmt.outerjoin(row, and_(row.c.run_id == _RUNS.id, row.c.key == key))
         return stmt
+
+
+@functools.cache
+def _alias(entity: str, n: int) -> Any:
+    """``k_<n>``, a Core alias of the entity's table, made once and shared by every
+    statement: an ORM ``aliased`` (or a fresh alias) costs more to build than the rest of
+    a search query."""
+    return _KEYED_ROWS[entity].__table__.alias(f"k_{n}")
 
 
 def compile_filter(expr: Expr, joins: _Joins | None = None) -> ColumnElement[bool]:
@@ -158,7 +167,7 @@ def _comparison(cmp: Comparison, joins: _Joins) -> ColumnElement[bool]:
             RunInputRow.kind == "dataset",
             _apply(_DATASET_COLUMNS[cmp.key], cmp.op, cmp.value),
         )
-        return RunRow.id.in_(sub)
+        return _RUNS.id.in_(sub)
     row = joins.row(cmp.entity, cmp.key)
     if cmp.op == "IS NULL":
         return row.run_id.is_(None)  # type: ignore[no-any-return]

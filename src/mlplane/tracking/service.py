@@ -423,18 +423,27 @@ class TrackingService(ExperimentsMixin, UploadsMixin, ServiceBase):
         offset = decode_page_token(page_token)
         view = ViewType(view_type)
         with self._guard.unit(write=False) as s:
-            for eid, proj in s.execute(
-                select(ExperimentRow.id, ProjectRow)
+            # Core statements and plain rows throughout: at a page of runs with fifty metrics
+            # each, ORM loading would be most of the search's time.
+            conn = s.connection()
+            for eid, project_id, project in conn.execute(
+                select(ExperimentRow.id, ProjectRow.id, ProjectRow.name)
                 .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
                 .where(ExperimentRow.id.in_(ids))
             ):
-                self._require(p, Permission.READ, proj, "run.search", f"experiment/{eid}")
+                self._guard.require(
+                    p,
+                    Permission.READ,
+                    project=project,
+                    project_id=project_id,
+                    action="run.search",
+                    resource=f"experiment/{eid}",
+                )
             if not ids:
                 return RunPage([], None)
             q = search_sql.build_search_query(ids, expr, order, view.value)
-            # Plain rows, not ORM objects: a page of a thousand runs skips the identity map.
             q = q.with_only_columns(*RunRow.__table__.columns)
-            rows = s.execute(q.offset(offset).limit(max_results + 1)).all()
+            rows = conn.execute(q.offset(offset).limit(max_results + 1)).all()
             more = len(rows) > max_results
             runs = _rows.load_runs(s, rows[:max_results])
             return RunPage(runs, encode_page_token(offset + max_results) if more else None)

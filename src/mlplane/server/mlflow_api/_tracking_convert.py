@@ -320,9 +320,7 @@ def run_out(run: Run, ids: Ids) -> Body:
         tags[TAG_PARENT_RUN] = info.parent_run_id
     run_data: Body = {"tags": _pairs(tags)}
     if data.metrics:
-        run_data["metrics"] = [
-            _latest_out(k, v, data.metric_points.get(k)) for k, v in data.metrics.items()
-        ]
+        run_data["metrics"] = _latest_out(data.metrics, data.metric_points)
     if data.params:
         run_data["params"] = _pairs(data.params)
     out: Body = {"info": run_info_out(info, ids), "data": run_data}
@@ -344,11 +342,20 @@ def run_out(run: Run, ids: Ids) -> Body:
     return out
 
 
-def _latest_out(key: str, value: float, point: tuple[int, int] | None) -> Body:
-    """A run's latest value of a metric, with its time and step when the store gave them."""
-    out: Body = {"key": key, "value": float_out(value)}
-    if point is not None:
-        out["timestamp"], out["step"] = point
+def _latest_out(metrics: Mapping[str, float], points: Mapping[str, tuple[int, int]]) -> list[Body]:
+    """A run's latest value of each metric, with its time and step where the store gave
+    them. Inlined: a search page holds thousands of these (25 runs x 51 metrics)."""
+    out = []
+    for key, value in metrics.items():
+        m: Body = {
+            "key": key,
+            # finite floats as they are; NaN and the infinities as MLflow spells them
+            "value": value if type(value) is float and value - value == 0 else float_out(value),
+        }
+        point = points.get(key)
+        if point is not None:
+            m["timestamp"], m["step"] = point
+        out.append(m)
     return out
 
 
