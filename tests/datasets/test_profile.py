@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,26 @@ def test_dictionary_and_plain_text_profile_alike(values: list[str | None], chunk
     if present:
         assert (b.min, b.max) == (min(present), max(present))
         assert dict(b.top) == {v: present.count(v) for v in set(present)}
+
+
+def test_top_values_are_exact_counts_up_to_many_distinct_values() -> None:
+    # A flat spread of a few thousand values over many batches: every count is exact.
+    rng = np.random.default_rng(5)
+    values = pa.array([f"w{i}" for i in rng.integers(0, 4000, 200_000)])
+    table = pa.table({"t": values})
+    col = profile_batches(table.schema, table.to_batches(max_chunksize=7_000)).column("t")
+    truth = sorted(((c, v) for v, c in Counter(values.to_pylist()).items()), key=lambda x: -x[0])
+    assert [c for _, c in col.top] == [c for c, _ in truth[:10]]
+    assert all(Counter(values.to_pylist())[v] == c for v, c in col.top)
+
+
+def test_top_values_past_the_exact_tally_still_find_the_frequent_ones() -> None:
+    rng = np.random.default_rng(6)
+    n = 400_000
+    ids = [f"id{i}" for i in range(n)]  # 400,000 distinct values: the sketch takes over
+    for i in rng.integers(0, n, 5_000):
+        ids[i] = "hot"
+    table = pa.table({"t": ids})
+    col = profile_batches(table.schema, table.to_batches(max_chunksize=50_000)).column("t")
+    assert col.top[0][0] == "hot"
+    assert col.top[0][1] >= ids.count("hot")  # the sketch's counts are upper bounds

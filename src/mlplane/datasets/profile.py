@@ -4,7 +4,8 @@ Record batches are folded into per-column state whose size does not depend on
 the row count: counts, min/max, mean and variance (Chan's parallel update), a
 uniform random sample of at most 16,384 finite values (quantiles and
 histograms come from it; exact up to that many values), a HyperLogLog
-distinct-count sketch, and a frequent-items sketch for text. Memory stays
+distinct-count sketch, and exact counts of text values while there are at most
+65,536 distinct ones (a frequent-items sketch past that). Memory stays
 bounded whatever the size of the files; the profile is what drift monitoring
 later compares against.
 
@@ -116,6 +117,8 @@ _INVERSE_POWERS = np.ldexp(1.0, -np.arange(_RANK_BITS + 2))  # 2 ** -rank
 _M1 = _U(0xBF58476D1CE4E5B9)
 _M2 = _U(0x94D049BB133111EB)
 _TOP_PER_BATCH = 1024
+_COUNTED = 1 << 16  # text values counted exactly, at most
+_COUNTED_BYTES = 16 << 20
 _CANONICAL_NAN = np.array([np.nan]).view(np.uint64)[0]
 
 
@@ -246,6 +249,74 @@ class _Sample:
         return np.sort(self._values[np.isfinite(self._values)])
 
 
+class _Tally:
+    """How often each text value occurs: exact while the distinct values are few enough
+    to keep, then a frequent-items sketch fed each batch's most frequent values.
+
+    Batches' counts wait until they hold 65,536 entries (or 16 MiB of text), then merge
+    in one Arrow hash pass (dictionary-encode the values, sum the counts per code).
+    """
+
+    def __init__(self) -> None:
+        self.values: pa.Array | None = None
+        self.counts = np.empty(0, dtype=np.int64)
+        self._waiting: list[tuple[pa.Array, np.ndarray]] = []
+        self._entries = self._bytes = 0
+        self.sketch: Any = None
+
+    def update(self, values: pa.Array, counts: np.ndarray) -> None:
+        if self.sketch is not None:
+            self._feed(values, counts)
+            return
+        self._waiting.append((values, counts))
+        self._entries += len(counts)
+        self._bytes += values.nbytes
+        if self._entries > _COUNTED or self._bytes > _COUNTED_BYTES:
+            self._merge()
+
+    def _merge(self) -> None:
+        parts = ([(self.values, self.counts)] if self.values is not None else []) + self._waiting
+        self._waiting, self._entries, self._bytes = [], 0, 0
+        if not parts:
+            return
+        kind = parts[0][0].type
+        encoded = pa.concat_arrays([v.cast(kind) for v, _ in parts]).dictionary_encode()
+        summed = np.bincount(
+            encoded.indices.to_numpy(zero_copy_only=False),
+            weights=np.concatenate([c for _, c in parts]),
+            minlength=len(encoded.dictionary),
+        )
+        self.values, self.counts = encoded.dictionary, summed.astype(np.int64)
+        if len(self.values) > _COUNTED or self.values.nbytes > _COUNTED_BYTES:
+            self.sketch = ds.frequent_strings_sketch(10)  # 2^10 counters
+            self._feed(self.values, self.counts)
+            self.values, self.counts = None, np.empty(0, dtype=np.int64)
+
+    def _feed(self, values: pa.Array, counts: np.ndarray) -> None:
+        if len(counts) > _TOP_PER_BATCH:
+            # A value frequent overall is frequent in most batches: the batch's top values
+            # are enough for the sketch, and keep the Python loop short.
+            top = np.argpartition(counts, len(counts) - _TOP_PER_BATCH)[-_TOP_PER_BATCH:]
+            values, counts = values.take(pa.array(top)), counts[top]
+        for value, c in zip(values.to_pylist(), counts.tolist(), strict=True):
+            self.sketch.update(str(value), int(c))
+
+    def top(self, k: int) -> list[tuple[str, int]]:
+        """The ``k`` most frequent values and their counts (the sketch's upper estimates
+        once there were too many values to count)."""
+        self._merge()
+        if self.sketch is not None:
+            kinds = ds.frequent_items_error_type.NO_FALSE_NEGATIVES
+            return [
+                (str(v), int(e)) for v, e, _lb, _ub in self.sketch.get_frequent_items(kinds)[:k]
+            ]
+        if self.values is None:
+            return []
+        order = np.lexsort((np.arange(len(self.counts)), -self.counts))[:k]
+        values = self.values.take(pa.array(order)).to_pylist()
+        return [(str(v), int(c)) for v, c in zip(values, self.counts[order].tolist(), strict=True)]
+
+
 def _quantile(ordered: np.ndarray, q: float) -> float:
     """The smallest value with at least ``q`` of the values at or below it (as KLL's)."""
     return float(ordered[max(math.ceil(q * len(ordered)) - 1, 0)])
@@ -270,9 +341,7 @@ class _Column:
         self._few = False  # few distinct values so far: hash a batch's distinct ones only
         self._next_check = 0
         self.sample = _Sample(seed=seed) if self.numeric else None
-        self.freq = (
-            None if self.numeric or self.temporal else ds.frequent_strings_sketch(10)
-        )  # 2^10 counters
+        self.freq = None if self.numeric or self.temporal else _Tally()
         self._tallied: tuple[tuple[int, ...], pa.Array, np.ndarray] | None = None
 
     def update(self, arr: pa.Array) -> None:
@@ -393,13 +462,7 @@ class _Column:
         self.min = lo if self.min is None or (lo is not None and lo < self.min) else self.min
         self.max = hi if self.max is None or (hi is not None and hi > self.max) else self.max
         self.hll.update(_mix(_hash_strings(distinct)))
-        if len(counts) > _TOP_PER_BATCH:
-            # A value frequent overall is frequent in most batches: the batch's top values
-            # are enough for the top-k sketch, and keep the Python loop short.
-            top = np.argpartition(counts, len(counts) - _TOP_PER_BATCH)[-_TOP_PER_BATCH:]
-            distinct, counts = distinct.take(pa.array(top)), counts[top]
-        for value, c in zip(distinct.to_pylist(), counts.tolist(), strict=True):
-            self.freq.update(str(value), int(c))  # type: ignore[union-attr]
+        self.freq.update(distinct, counts)  # type: ignore[union-attr]
 
     def _moments(self, values: np.ndarray) -> None:
         n = len(values)
@@ -457,11 +520,10 @@ class _Column:
                 max=None if self.max is None else _iso(self.max),
             )
         elif self.freq is not None:
-            items = self.freq.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
             base.update(
                 min=None if self.min is None else str(self.min),
                 max=None if self.max is None else str(self.max),
-                top=[(str(v), int(est)) for v, est, _lb, _ub in items[:_TOP_K]],
+                top=self.freq.top(_TOP_K),
             )
         return ColumnProfile(**base)
 
