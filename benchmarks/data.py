@@ -754,9 +754,17 @@ def figures(r: dict[str, Any]) -> list[Figure]:
         name = f"{what}, {pr['rows'] / 1e6:g}M rows x 20 columns"
         if key == "profile_buffered":
             name += ", buffered reads"
+        # The goal is the service's reader (buffered); pyarrow's default scanner is shown
+        # for what it would cost, not judged.
+        judged = key == "profile_buffered"
+        goal = (
+            f"peak < 1 GiB ({pr['peak_rss'] / MIB:,.0f} MiB)"
+            if judged
+            else (f"for information ({pr['peak_rss'] / MIB:,.0f} MiB)")
+        )
         out.append(Figure(name, pr["rows"] / pr["seconds"], None, "rows/s", True, None, None,
-                          f"peak < 1 GiB ({pr['peak_rss'] / MIB:,.0f} MiB)",
-                          pr["peak_rss"] < GIB, note=note))  # fmt: skip
+                          goal, pr["peak_rss"] < GIB if judged else None,
+                          note=note))  # fmt: skip
     for f in out:
         if f.met is None and f.goal is not None and f.ratio is not None:
             f.met = f.ratio >= f.goal
