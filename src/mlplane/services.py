@@ -6,83 +6,147 @@ and call its services; nothing else opens the database or the blob store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlplane.blobs import BlobStore
-from mlplane.blobs.chunks import ChunkStore
+from mlplane.blobs.store import BlobStore
 from mlplane.config import Settings
-from mlplane.datasets.entities import DatasetLineage, LineageRun
-from mlplane.datasets.service import DataService
 from mlplane.db import Database, ensure_schema
-from mlplane.registry.service import RegistryService
 from mlplane.security import Guard, Principal
-from mlplane.security.audit import AuditService
-from mlplane.security.identities import IdentityService
 from mlplane.security.keys import KeyRing, provider_for
-from mlplane.security.masterkeys import KeyService
-from mlplane.serving.service import DeploymentService
-from mlplane.tracking.entities import RunInput
-from mlplane.tracking.service import TrackingService
+
+if TYPE_CHECKING:
+    from mlplane.blobs.chunks import ChunkStore
+    from mlplane.datasets.entities import DatasetLineage
+    from mlplane.datasets.service import DataService
+    from mlplane.registry.service import RegistryService
+    from mlplane.security.audit import AuditService
+    from mlplane.security.identities import IdentityService
+    from mlplane.security.masterkeys import KeyService
+    from mlplane.serving.service import DeploymentService
+    from mlplane.tracking.entities import RunInput
+    from mlplane.tracking.service import TrackingService
+
+T = TypeVar("T")
 
 
-@dataclass
 class Services:
-    settings: Settings
-    db: Database
-    blobs: BlobStore
-    guard: Guard
-    tracking: TrackingService
-    data: DataService
-    registry: RegistryService
-    identities: IdentityService
-    audit: AuditService
-    master_keys: KeyService
-    deployments: DeploymentService
-    _chunks: ChunkStore | None = field(default=None, repr=False)
-    _keys: KeyRing | None = field(default=None, repr=False)
+    """Every domain service over one store. Each is built (and its module imported) on
+    first use, so a command that needs one domain does not load them all."""
+
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.guard = Guard(db, lambda: self.keys)
+        self._chunks: ChunkStore | None = None
+        self._keys: KeyRing | None = None
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Services:
         db = Database(settings.resolved_db_url)
         if check_schema:
             ensure_schema(db, auto_upgrade=settings.auto_upgrade)
-        blobs = BlobStore(settings.resolved_artifacts_url)
-        guard = Guard(db, lambda: services.keys)
-        tracking = TrackingService(
-            db,
-            blobs,
-            guard,
-            max_batch_points=settings.max_batch_points,
-            secrets_policy=settings.secrets_policy,
-        )
-        identities = IdentityService(db, guard)
-        registry = RegistryService(
-            db,
-            lambda: services.chunks,
-            guard,
-            lambda: services.keys,
-            cache_dir=settings.home / "cache" / "models",
-            run_reader=tracking.get_run,
-        )
-        services = cls(
-            settings=settings,
-            db=db,
-            blobs=blobs,
-            guard=guard,
-            tracking=tracking,
-            data=DataService(db, lambda: services.chunks, guard, lambda: services.keys),
-            registry=registry,
-            identities=identities,
-            audit=AuditService(db, guard, lambda: services.keys),
-            master_keys=KeyService(db, guard, lambda: services.keys),
-            deployments=DeploymentService(
-                db, guard, registry, principal_now=identities.principal_now
-            ),
-        )
-        tracking.input_check = services._check_input
-        services.data.chunk_users = services.registry.chunk_users = services.chunk_users
-        return services
+        return cls(settings, db, BlobStore(settings.resolved_artifacts_url))
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        found = self._built.get(name)
+        if found is None:
+            with self._lock:  # two threads never build two of one service
+                found = self._built.get(name)
+                if found is None:
+                    found = self._built[name] = build()
+        return found  # type: ignore[no-any-return]
+
+    @property
+    def tracking(self) -> TrackingService:
+        def build() -> TrackingService:
+            from mlplane.tracking.service import TrackingService
+
+            tracking = TrackingService(
+                self.db,
+                self.blobs,
+                self.guard,
+                max_batch_points=self.settings.max_batch_points,
+                secrets_policy=self.settings.secrets_policy,
+            )
+            tracking.input_check = self._check_input
+            return tracking
+
+        return self._once("tracking", build)
+
+    @property
+    def data(self) -> DataService:
+        def build() -> DataService:
+            from mlplane.datasets.service import DataService
+
+            data = DataService(self.db, lambda: self.chunks, self.guard, lambda: self.keys)
+            data.chunk_users = self.chunk_users
+            return data
+
+        return self._once("data", build)
+
+    @property
+    def registry(self) -> RegistryService:
+        def build() -> RegistryService:
+            from mlplane.registry.service import RegistryService
+
+            registry = RegistryService(
+                self.db,
+                lambda: self.chunks,
+                self.guard,
+                lambda: self.keys,
+                cache_dir=self.settings.home / "cache" / "models",
+                run_reader=lambda *a, **kw: self.tracking.get_run(*a, **kw),
+            )
+            registry.chunk_users = self.chunk_users
+            return registry
+
+        return self._once("registry", build)
+
+    @property
+    def identities(self) -> IdentityService:
+        def build() -> IdentityService:
+            from mlplane.security.identities import IdentityService
+
+            return IdentityService(self.db, self.guard)
+
+        return self._once("identities", build)
+
+    @property
+    def audit(self) -> AuditService:
+        def build() -> AuditService:
+            from mlplane.security.audit import AuditService
+
+            return AuditService(self.db, self.guard, lambda: self.keys)
+
+        return self._once("audit", build)
+
+    @property
+    def master_keys(self) -> KeyService:
+        def build() -> KeyService:
+            from mlplane.security.masterkeys import KeyService
+
+            return KeyService(self.db, self.guard, lambda: self.keys)
+
+        return self._once("master_keys", build)
+
+    @property
+    def deployments(self) -> DeploymentService:
+        def build() -> DeploymentService:
+            from mlplane.serving.service import DeploymentService
+
+            return DeploymentService(
+                self.db,
+                self.guard,
+                self.registry,
+                principal_now=lambda snapshot: self.identities.principal_now(snapshot),
+            )
+
+        return self._once("deployments", build)
 
     def readable_projects(self, p: Principal) -> list[str]:
         """The projects ``p`` may read, for pickers in the UI and CLI."""
@@ -114,6 +178,8 @@ class Services:
 
     def dataset_lineage(self, p: Principal, ref: str, *, project: str) -> DatasetLineage:
         """A version's lineage: its source, the versions and runs downstream."""
+        from mlplane.datasets.entities import DatasetLineage, LineageRun
+
         version = self.data.get(p, ref, project=project)
         runs = [
             LineageRun(
@@ -152,6 +218,8 @@ class Services:
     @property
     def chunks(self) -> ChunkStore:
         """The encrypted chunk store."""
+        from mlplane.blobs.chunks import ChunkStore
+
         if self._chunks is None:
             self._chunks = ChunkStore(self.blobs, self.db, self.keys)
         return self._chunks

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplane.client._deployments import EmbeddedDeployments
 from mlplane.client.transport import Transport
@@ -17,6 +17,9 @@ from mlplane.gc import GcReport, collect_garbage
 from mlplane.registry.entities import ModelLineage, ModelVersion, RegisteredModel
 from mlplane.security import Principal, local_admin
 from mlplane.services import Services
+
+if TYPE_CHECKING:
+    from mlplane.tracking.service import TrackingService
 from mlplane.tracking.entities import (
     ArtifactInfo,
     Experiment,
@@ -37,11 +40,19 @@ class EmbeddedTransport(EmbeddedDeployments, Transport):
     def __init__(self, settings: Settings, principal: Principal | None = None) -> None:
         self.services = Services.from_settings(settings)
         self.principal = principal or local_admin()
-        self._t = self.services.tracking
         self._reap_every = max(1.0, settings.heartbeat_timeout_s / 4)
         self._last_reap = 0.0
         self._reap_lock = threading.Lock()
-        self._maybe_reap()
+        self._tracking: TrackingService | None = None
+
+    @property
+    def _t(self) -> TrackingService:
+        """The tracking service, built on first use (a data command never needs it); stale
+        runs are reaped then, as readers do later on."""
+        if self._tracking is None:
+            self._tracking = self.services.tracking
+            self._maybe_reap()
+        return self._tracking
 
     def _maybe_reap(self) -> None:
         # No server runs the reaper in embedded mode: readers do it, throttled.
