@@ -218,3 +218,14 @@ def test_a_malformed_table_file_is_named(svc: Services, tmp_path: Path) -> None:
         svc.data.add(ME, "bad", src)
     with pytest.raises(NotFound):
         svc.data.get(ME, "bad")
+
+
+def test_an_add_can_answer_with_its_table_files_only(svc: Services, tmp_path: Path) -> None:
+    src = _folder(tmp_path / "src", rows=50)
+    first = svc.data.add(ME, "t", src, tables_only=True)
+    assert first.created and first.version.file_count == 3
+    assert [f.path for f in first.version.files] == ["train.csv"]
+    assert first.version.files[0].profile is not None
+    again = svc.data.add(ME, "t", src, tables_only=True)
+    assert not again.created and [f.path for f in again.version.files] == ["train.csv"]
+    assert len(svc.data.get(ME, "t@1").files) == 3  # the version itself lists them all

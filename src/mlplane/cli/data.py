@@ -115,6 +115,7 @@ def add(
             contract=text,
             pii=_pii_option(pii),
             total=lambda n: bar.update(task, total=n or None),
+            tables_only=not as_json,  # the summary below shows table files only
         )
     if as_json:
         print_json(result)

@@ -191,9 +191,18 @@ class EmbeddedTransport(EmbeddedDeployments, Transport):
     def iter_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
         return self._t.iter_artifact(self.principal, run_id, path)
 
-    def add_dataset(
-        self, name, source, *, project, progress, contract=None, pii=None, total=None
-    ) -> AddResult:  # type: ignore[no-untyped-def]
+    def add_dataset(  # type: ignore[no-untyped-def]
+        self,
+        name,
+        source,
+        *,
+        project,
+        progress,
+        contract=None,
+        pii=None,
+        total=None,
+        tables_only=False,
+    ) -> AddResult:
         return self.services.data.add(
             self.principal,
             name,
@@ -203,6 +212,7 @@ class EmbeddedTransport(EmbeddedDeployments, Transport):
             contract=contract,
             pii=pii,
             total=total,
+            tables_only=tables_only,
         )
 
     def sample_dataset(

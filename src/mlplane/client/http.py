@@ -386,9 +386,18 @@ class HttpTransport(HttpDeployments, Transport):
 
     # -- datasets ----------------------------------------------------------------------------
 
-    def add_dataset(
-        self, name, source, *, project, progress, contract=None, pii=None, total=None
-    ) -> AddResult:  # type: ignore[no-untyped-def]
+    def add_dataset(  # type: ignore[no-untyped-def]
+        self,
+        name,
+        source,
+        *,
+        project,
+        progress,
+        contract=None,
+        pii=None,
+        total=None,
+        tables_only=False,
+    ) -> AddResult:
         """Upload the files as one tar stream; the server checks, masks and stores them."""
         root = Path(source)
         if not root.exists():

@@ -166,9 +166,12 @@ class Transport(DeploymentCalls):
         contract: str | None = None,
         pii: str | Mapping[str, str] | None = None,
         total: Callable[[int], None] | None = None,
+        tables_only: bool = False,
     ) -> AddResult:
         """``contract`` is the JSON of a loaded :class:`Contract` (checked client-side first);
-        ``total`` is told the bytes the add will read, once known (for a progress bar)."""
+        ``total`` is told the bytes the add will read, once known (for a progress bar);
+        ``tables_only`` allows the result's version to list only its table files (a
+        server answers with every file regardless)."""
 
     @abc.abstractmethod
     def sample_dataset(

@@ -113,6 +113,7 @@ class AddingMixin:
         derived_from: str | None = None,
         derivation: Mapping[str, Any] | None = None,
         total: Callable[[int], None] | None = None,
+        tables_only: bool = False,
     ) -> AddResult:
         """Store ``source`` (a file or a folder) as the next version of ``name``.
 
@@ -126,6 +127,8 @@ class AddingMixin:
                 scanned and flagged when PII is found.
             total: told the bytes of the source once listed, for a progress bar
                 (``progress`` is then told each step).
+            tables_only: the result's version lists only its table files (see
+                ``get``): a command line printing a summary spares loading the rest.
 
         Raises:
             InvalidInput: bad name, missing source, unreadable table, bad contract.
@@ -198,7 +201,9 @@ class AddingMixin:
                 if progress:
                     progress(sum(st.st_size for st in listing.stats))
                 return AddResult(
-                    version=self.get(p, f"{name}@{newest.version}", project=project),
+                    version=self.get(
+                        p, f"{name}@{newest.version}", project=project, tables_only=tables_only
+                    ),
                     created=False,
                     bytes_in=0,
                     bytes_stored=0,
@@ -257,7 +262,7 @@ class AddingMixin:
             tree,
         )
         return AddResult(
-            version=self.get(p, f"{name}@{version_no}", project=project),
+            version=self.get(p, f"{name}@{version_no}", project=project, tables_only=tables_only),
             created=created,
             bytes_in=first.bytes_in + second.bytes_in,
             bytes_stored=first.bytes_stored + second.bytes_stored,

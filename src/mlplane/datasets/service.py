@@ -121,7 +121,14 @@ class DataService(AddingMixin, SamplingMixin):
         return ds, row
 
     def _entity(
-        self, s, ds: DatasetRow, row: DatasetVersionRow, project: str, *, files: bool
+        self,
+        s,
+        ds: DatasetRow,
+        row: DatasetVersionRow,
+        project: str,
+        *,
+        files: bool,
+        tables_only: bool = False,
     ) -> DatasetVersion:  # type: ignore[no-untyped-def]
         from mlplane.datasets import profile_data as profile_mod
         from mlplane.datasets.contracts import ContractReport
@@ -140,7 +147,9 @@ class DataService(AddingMixin, SamplingMixin):
             cols = ("path", "size", "digest", "profile", "pii")
             sql = (
                 f"SELECT {', '.join(cols)} FROM {DatasetFileRow.__tablename__} "
-                f"WHERE version_id = {'?' if self._db.is_sqlite else '%s'} ORDER BY path"
+                f"WHERE version_id = {'?' if self._db.is_sqlite else '%s'}"
+                + (" AND (profile IS NOT NULL OR pii IS NOT NULL)" if tables_only else "")
+                + " ORDER BY path"
             )
             # The driver's own cursor: SQLAlchemy's result rows cost more than the query.
             cursor = s.connection().connection.cursor()
@@ -177,12 +186,20 @@ class DataService(AddingMixin, SamplingMixin):
         )
 
     def get(
-        self, p: Principal, ref: str, *, project: str = projects.DEFAULT_PROJECT
+        self,
+        p: Principal,
+        ref: str,
+        *,
+        project: str = projects.DEFAULT_PROJECT,
+        tables_only: bool = False,
     ) -> DatasetVersion:
-        """A version with its file list: ``name``, ``name@3``, ``name@latest``, ``name@prod``."""
+        """A version with its file list: ``name``, ``name@3``, ``name@latest``, ``name@prod``.
+
+        ``tables_only`` lists only the table files (those with a profile or a PII report),
+        for a caller that shows a summary of a version of 100,000 images."""
         with self._guard.unit(write=False) as s:
             ds, row = self._resolve(s, p, ref, project)
-            return self._entity(s, ds, row, project, files=True)
+            return self._entity(s, ds, row, project, files=True, tables_only=tables_only)
 
     def versions(
         self, p: Principal, name: str, *, project: str = projects.DEFAULT_PROJECT
