@@ -20,7 +20,7 @@ from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
 from mlplane.blobs import _seal
-from mlplane.blobs.chunks import ChunkRef, _tasks
+from mlplane.blobs.chunks import _tasks
 from mlplane.db.engine import now_ms
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def put_small(
     from mlplane.compute import LocalExecutor
 
     small = [i for i, n in enumerate(sizes) if 0 < n <= limit]
-    if len(small) < PROCESSES_FROM or workers < 2:
+    if len(small) < PROCESSES_FROM:  # (the caller sends only when there are 2+ workers)
         return list(range(len(paths)))
     taken = set(small)
     rest = [i for i in range(len(paths)) if i not in taken]
@@ -114,10 +114,7 @@ class _Batches:
         size = 0
         for i, sealed in chunks:
             digest, n = sealed[0], sealed[1]
-            put.refs[i].append(ChunkRef(digest, n))
-            st = put.stats[i]
-            st.chunks += 1
-            st.bytes_in += n
+            put.count(i, digest, n)
             size += n
             if digest not in known and digest not in owner:
                 owner[digest] = i
@@ -140,9 +137,7 @@ class _Batches:
         future, owner, size = self.in_flight
         self.in_flight = None
         for row in future.result():
-            st = self.put.stats[owner[row[0]]]
-            st.new_chunks += 1
-            st.bytes_stored += int(row[3])
+            self.put.credit(owner[row[0]], row)
         if self.put.progress and size:
             self.put.progress(size)
 

@@ -426,6 +426,19 @@ class _Put:
         self.filling = _Batch()
         self.in_flight: _Batch | None = None
 
+    def count(self, owner: int, digest: str, size: int) -> None:
+        """The next chunk of file ``owner``: in its chunk list and its stats."""
+        self.refs[owner].append(ChunkRef(digest, size))
+        st = self.stats[owner]
+        st.chunks += 1
+        st.bytes_in += size
+
+    def credit(self, owner: int, row: tuple[Any, ...]) -> None:
+        """A chunk row recorded for file ``owner``: a new chunk, its stored bytes."""
+        st = self.stats[owner]
+        st.new_chunks += 1
+        st.bytes_stored += int(row[3])
+
     def add(self, owner: int, piece: Any) -> None:
         b = self.filling
         b.data.append(piece)
@@ -457,10 +470,7 @@ class _Put:
         if self.in_flight is not None:
             known.update(self.in_flight.new)  # being written by the batch before
         for i, (d, piece, owner) in enumerate(zip(digests, b.data, b.owners, strict=True)):
-            self.refs[owner].append(ChunkRef(d, len(piece)))
-            st = self.stats[owner]
-            st.chunks += 1
-            st.bytes_in += len(piece)
+            self.count(owner, d, len(piece))
             if d not in known and d not in b.new:
                 b.new[d] = i
         todo = list(b.new.items())
@@ -481,9 +491,7 @@ class _Put:
         if rows:
             self.store._record(rows)
             for row in rows:
-                st = self.stats[b.owners[b.new[row[0]]]]
-                st.new_chunks += 1
-                st.bytes_stored += int(row[3])
+                self.credit(b.owners[b.new[row[0]]], row)
         if self.progress:
             self.progress(b.size)
         b.data.clear()  # drop the views, so a mapped file can be unmapped

@@ -184,8 +184,9 @@ class AddingMixin:
         if newest is None or not inherited:  # files will be stored: workers may start now
             self._chunks().expect_files(len(files))
         listing = tree_listing(files)
+        source_bytes = sum(st.st_size for st in listing.stats)
         if total is not None:
-            total(sum(st.st_size for st in listing.stats))
+            total(source_bytes)
         if inherited and newest is not None and derived_from is None:
             # An unchanged source is known by the tree cache (one row), else by the hash
             # cache (a row per file): either way, nothing is read.
@@ -199,7 +200,7 @@ class AddingMixin:
                         s.merge(_tree_row(key, listing, newest.digest))
             if unchanged:
                 if progress:
-                    progress(sum(st.st_size for st in listing.stats))
+                    progress(source_bytes)
                 return AddResult(
                     version=self.get(
                         p, f"{name}@{newest.version}", project=project, tables_only=tables_only
@@ -240,8 +241,7 @@ class AddingMixin:
             else:
                 originals = [(r, f) for r, f in files if r not in _replaced(passed)]
                 masked = [(r, passed.tables[r].stored_path) for r in _replaced(passed)]
-                listed = listing.of(files)
-                first = store_files(self._db, chunks, originals, progress=progress, listed=listed)
+                first = store_files(self._db, chunks, originals, progress=progress, listing=listing)
                 second = store_files(self._db, chunks, masked, progress=progress, use_cache=False)
         stored = {f.rel: f for f in first.files + second.files}
         self._remember_masked(dict(files), second.files, policy)

@@ -63,24 +63,34 @@ class Listing:
     """A source's files as they are now: each file's cache key and ``stat``, in the order
     of the file list, and a digest of every (relative path, size, mtime, inode, device)."""
 
+    paths: list[str]
     keys: list[str]
     stats: list[os.stat_result]
     digest: str
 
-    def of(self, files: Sequence[tuple[str, str | Path]]) -> dict[str, tuple[str, os.stat_result]]:
-        """``path -> (key, stat)`` for ``files`` (those the listing was made from)."""
-        pairs = zip(files, self.keys, self.stats, strict=True)
-        return {os.fspath(p): (k, st) for (_, p), k, st in pairs}
+    def keys_and_stats(
+        self, files: Sequence[tuple[str, str | Path]]
+    ) -> tuple[list[str], list[os.stat_result]] | None:
+        """The keys and stats of ``files``, all listed here or some of them; None when one
+        was not listed."""
+        paths = [os.fspath(p) for _, p in files]
+        if paths == self.paths:
+            return self.keys, self.stats
+        where = {p: i for i, p in enumerate(self.paths)}
+        if not all(p in where for p in paths):
+            return None
+        return [self.keys[where[p]] for p in paths], [self.stats[where[p]] for p in paths]
 
 
 def tree_listing(files: Sequence[tuple[str, str | Path]]) -> Listing:
     """The listing of ``(rel, path)`` files, with one ``lstat`` per file."""
-    keys, stats = cache_keys_and_stats([p for _, p in files])
+    paths = [os.fspath(p) for _, p in files]
+    keys, stats = cache_keys_and_stats(paths)
     text = "".join(
         f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}\n"
         for (rel, _), st in zip(files, stats, strict=True)
     )
-    return Listing(keys, stats, PREFIX + blake3.blake3(text.encode()).hexdigest())
+    return Listing(paths, keys, stats, PREFIX + blake3.blake3(text.encode()).hexdigest())
 
 
 def cache_keys(paths: Sequence[str | Path]) -> list[str]:
@@ -117,21 +127,15 @@ def store_files(
     *,
     progress: Callable[[int], None] | None = None,
     use_cache: bool = True,
-    listed: dict[str, tuple[str, os.stat_result]] | None = None,
     listing: Listing | None = None,
 ) -> StoreResult:
     """Store ``(rel, path)`` files; unchanged files (by the hash cache) are not read.
 
-    The files' keys and stats taken already come as the ``listing`` of exactly these
-    files, or as ``listed`` (``Listing.of`` a larger list); else they are taken here."""
+    The keys and stats of files in ``listing`` (taken when the source was listed) are
+    not taken again."""
     out = StoreResult()
-    if listing is not None and len(listing.keys) == len(files):
-        keys, stats = listing.keys, listing.stats
-    elif listed is not None and all(os.fspath(p) in listed for _, p in files):
-        keys = [listed[os.fspath(p)][0] for _, p in files]
-        stats = [listed[os.fspath(p)][1] for _, p in files]
-    else:
-        keys, stats = cache_keys_and_stats([p for _, p in files])
+    taken = listing.keys_and_stats(files) if listing is not None else None
+    keys, stats = taken or cache_keys_and_stats([p for _, p in files])
     cache = _cached(db, chunks, keys) if use_cache else {}
     refs: list[list[ChunkRef] | None] = [None] * len(files)
     skipped = 0
